@@ -1,0 +1,34 @@
+# sim2real: `make repro` runs the pipeline on the embedded miniature world, `make test` the tests.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+export PATH := $(abspath $(BIN)):$(PATH)
+export YOLO_OFFLINE := true
+export WANDB_MODE ?= offline
+export SIM2REAL_NO_PROGRESS ?= 0
+
+.PHONY: install repro test bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	@! $(BIN)/python -c "import albumentations" 2>/dev/null || \
+	  (echo "albumentations is installed: ultralytics would add hidden blur augmentations" >&2; exit 1)
+	touch $(STAMP)
+
+repro: $(STAMP)
+	$(BIN)/dvc repro
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	for f in benchmarks/*.py; do $(BIN)/python $$f || exit 1; done
+
+clean:
+	rm -rf $(VENV) data/*/ .pytest_cache

@@ -1,0 +1,41 @@
+"""The one error type for bad input data.
+
+Every reader and validator in sim2real raises :class:`DataError` for input it cannot
+accept, with the file (and line, when there is one) in the message, so that a user
+sees ``data/x/bbox.txt:17: expected 11 fields, got 9`` instead of a numpy traceback.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class DataError(ValueError):
+    """Bad input data: the message names the file and, when known, the 1-based line."""
+
+    def __init__(self, path: str | Path | None, message: str, line: int | None = None):
+        self.path = None if path is None else str(path)
+        self.line = line
+        self.reason = message
+        where = self.path or "<input>"
+        if line is not None:
+            where = f"{where}:{line}"
+        super().__init__(f"{where}: {message}")
+
+    def __reduce__(self):  # picklable across worker processes
+        return (DataError, (self.path, self.reason, self.line))
+
+
+class FrameError(RuntimeError):
+    """An error raised while processing one frame, re-raised with the frame id."""
+
+    def __init__(self, frame_id: str, message: str):
+        self.frame_id = frame_id
+        self.reason = message
+        super().__init__(f"frame {frame_id}: {message}")
+
+    def __reduce__(self):
+        return (FrameError, (self.frame_id, self.reason))
+
+
+class ConfigError(ValueError):
+    """A params.yaml value that cannot be used; the message names the key."""

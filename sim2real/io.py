@@ -1,0 +1,89 @@
+"""Atomic writes: nothing half-written survives a failed or killed stage.
+
+Outputs are built in a hidden temporary sibling (``.name.tmp-<pid>``) and renamed into place
+only after the stage's body returned without error. Stale temporaries left by a SIGKILL are
+removed by the next run.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+
+def _tmp_sibling(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+def clean_stale(path: Path) -> None:
+    """Remove temporaries a killed run left beside ``path``."""
+    if path.parent.exists():
+        for stale in path.parent.glob(f".{path.name}.tmp-*"):
+            _remove(stale)
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | Path) -> Iterator[Path]:
+    """Yield an empty temporary directory that replaces ``path`` when the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale(path)
+    tmp = _tmp_sibling(path)
+    tmp.mkdir()
+    try:
+        yield tmp
+    except BaseException:
+        _remove(tmp)
+        raise
+    if path.exists() or path.is_symlink():
+        _remove(path)
+    os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | Path, mode: str = "w") -> Iterator:
+    """Open a temporary file that replaces ``path`` when the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale(path)
+    tmp = _tmp_sibling(path)
+    try:
+        with open(tmp, mode) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+    except BaseException:
+        _remove(tmp)
+        raise
+    os.replace(tmp, path)
+
+
+def _jsonable(obj):
+    if isinstance(obj, (np.floating,)):
+        return float(obj)
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def write_json(path: str | Path, data) -> None:
+    """Write ``data`` as stable, sorted, indented JSON (diff-friendly for ``dvc metrics diff``)."""
+    with atomic_file(path) as fh:
+        json.dump(data, fh, indent=2, sort_keys=True, default=_jsonable, allow_nan=False)
+        fh.write("\n")

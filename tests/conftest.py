@@ -1,0 +1,81 @@
+"""Shared fixtures. The pipeline fixture copies the repository into a temporary git+DVC repo,
+applies tests/pipeline_overrides.yaml on top of params.yaml (smaller, faster settings), and runs
+real `dvc repro` there once per test session; stage tests inspect that run."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def _env() -> dict:
+    env = dict(os.environ)
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    env["PYTHONPATH"] = ""  # stages import sim2real from the copy's cwd (python -m)
+    env.update(YOLO_OFFLINE="true", WANDB_MODE="offline", SIM2REAL_NO_PROGRESS="1",
+               GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t")
+    return env
+
+
+def run(cmd: list[str], cwd: Path, check: bool = True, timeout: int = 900) -> subprocess.CompletedProcess:
+    proc = subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    return proc
+
+
+def dvc(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return run([str(BIN / "dvc"), *args], cwd=repo, check=check)
+
+
+def deep_merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def tracked_files() -> list[str]:
+    out = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=True)
+    return [f for f in out.stdout.splitlines() if f and (ROOT / f).is_file()]
+
+
+def make_repo(dest: Path, overrides: dict | None = None) -> Path:
+    """Copy the project's files into ``dest`` and make it a fresh git + DVC repository."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for rel in tracked_files():
+        if rel.startswith(("data/", "reports/")) or rel == "dvc.lock":
+            continue
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / rel, target)
+    (dest / "reports").mkdir(exist_ok=True)
+    (dest / "data").mkdir(exist_ok=True)
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    over = yaml.safe_load((ROOT / "tests" / "pipeline_overrides.yaml").read_text()) or {}
+    params = deep_merge(params, over)
+    if overrides:
+        params = deep_merge(params, overrides)
+    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(["git", "init", "-q", "-b", "main"], cwd=dest)
+    if not (dest / ".dvc").exists():
+        dvc(dest, "init", "-q")
+    run(["git", "add", "-A"], cwd=dest)
+    run(["git", "commit", "-q", "-m", "test repo"], cwd=dest)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def pipeline_repo(tmp_path_factory) -> Path:
+    """A repo where `dvc repro` ran the whole pipeline once on the miniature world."""
+    repo = make_repo(tmp_path_factory.mktemp("pipeline") / "repo")
+    dvc(repo, "repro")
+    return repo
