@@ -1,0 +1,1 @@
+"""One thin CLI module per dvc.yaml stage: ``python -m stages.<name>``."""

@@ -35,6 +35,7 @@ def parse_table(
     *,
     header: bool = True,
     optional_last: Sequence[str] = (),
+    header_tokens: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """Parse a whitespace-separated table.
 
@@ -44,6 +45,8 @@ def parse_table(
     kinds : column -> "int" | "float" | "bool" | "str".
     header : the first line must be exactly the column names (whitespace-insensitive).
     optional_last : trailing columns that may be absent on every line (e.g. KITTI's score).
+    header_tokens : the header as written in the file when it differs from ``columns`` (e.g.
+        extrinsic.txt's repeated ``0 0 0 1``, which cannot be DataFrame column names).
     """
     lines = read_lines(path)
     first = 0
@@ -51,8 +54,9 @@ def parse_table(
         if not lines:
             raise DataError(path, "empty file; expected a header line", line=1)
         got = lines[0].split()
-        if got != list(columns):
-            raise DataError(path, f"wrong header: expected '{' '.join(columns)}', got '{lines[0].strip()}'", line=1)
+        want = list(header_tokens or columns)
+        if got != want:
+            raise DataError(path, f"wrong header: expected '{' '.join(want)}', got '{lines[0].strip()}'", line=1)
         first = 1
     rows: list[list[str]] = []
     line_no: list[int] = []
@@ -108,15 +112,15 @@ def format_value(v) -> str:
     if isinstance(v, (bool, np.bool_)):
         return "True" if v else "False"
     if isinstance(v, (float, np.floating)):
-        return f"{float(v):.7g}" if v != int(v) or abs(v) >= 1e7 else f"{float(v):.7g}"
+        return f"{float(v):.7g}"
     return str(v)
 
 
 def write_table(path: str | Path, df: pd.DataFrame, columns: Sequence[str], *, header: bool = True,
-                formatters: dict[str, Callable] | None = None) -> None:
+                formatters: dict[str, Callable] | None = None, header_tokens: Sequence[str] | None = None) -> None:
     """Write a space-separated table (the inverse of :func:`parse_table`)."""
     formatters = formatters or {}
-    lines = [" ".join(columns)] if header else []
+    lines = [" ".join(header_tokens or columns)] if header else []
     cols = [df[c].tolist() for c in columns]
     fmts = [formatters.get(c, format_value) for c in columns]
     for row in zip(*cols):

@@ -52,8 +52,10 @@ INFO_COLUMNS = ["trackID", "label", "model", "color"]
 INFO_KINDS = {"trackID": "int", "label": "str", "model": "str", "color": "str"}
 INTRINSIC_COLUMNS = ["frame", "cameraID", "K[0,0]", "K[1,1]", "K[0,2]", "K[1,2]"]
 # extrinsic header as published: "frame cameraID r1,1 r1,2 r1,3 t1 r2,1 ... t3 0 0 0 1"
-EXTRINSIC_COLUMNS = ["frame", "cameraID", "r1,1", "r1,2", "r1,3", "t1", "r2,1", "r2,2", "r2,3", "t2",
-                     "r3,1", "r3,2", "r3,3", "t3", "0", "0", "0", "1"]
+EXTRINSIC_HEADER = ["frame", "cameraID", "r1,1", "r1,2", "r1,3", "t1", "r2,1", "r2,2", "r2,3", "t2",
+                    "r3,1", "r3,2", "r3,3", "t3", "0", "0", "0", "1"]
+# DataFrame names for the same columns: the constant last row "0 0 0 1" gets unique names
+EXTRINSIC_COLUMNS = EXTRINSIC_HEADER[:14] + ["m4,1", "m4,2", "m4,3", "m4,4"]
 POSE_COLUMNS = ["frame", "cameraID", "trackID", "alpha", "width", "height", "length",
                 "world_space_X", "world_space_Y", "world_space_Z", "rotation_world_space_y",
                 "rotation_world_space_x", "rotation_world_space_z", "camera_space_X", "camera_space_Y",
@@ -116,14 +118,17 @@ def write_intrinsic(path: str | Path, df: pd.DataFrame) -> None:
 
 
 def read_extrinsic(path: str | Path) -> pd.DataFrame:
-    """Read ``extrinsic.txt``: world->camera 4x4 matrices, row-major, one per frame and camera."""
+    """Read ``extrinsic.txt``: world->camera 4x4 matrices, row-major, one per frame and camera.
+
+    The header's last four tokens (``0 0 0 1``) repeat, so the DataFrame names them m4,1..m4,4.
+    """
     kinds = {c: "float" for c in EXTRINSIC_COLUMNS}
     kinds.update(frame="int", cameraID="int")
-    return parse_table(path, EXTRINSIC_COLUMNS, kinds)
+    return parse_table(path, EXTRINSIC_COLUMNS, kinds, header_tokens=EXTRINSIC_HEADER)
 
 
 def write_extrinsic(path: str | Path, df: pd.DataFrame) -> None:
-    write_table(path, df, EXTRINSIC_COLUMNS)
+    write_table(path, df, EXTRINSIC_COLUMNS, header_tokens=EXTRINSIC_HEADER)
 
 
 def read_pose(path: str | Path) -> pd.DataFrame:
@@ -148,17 +153,14 @@ def write_colors(path: str | Path, colors: Mapping[str, tuple[int, int, int]] = 
     write_table(path, df, COLORS_COLUMNS)
 
 
-def validate_boxes(df: pd.DataFrame, sizes: Mapping[int, tuple[int, int]] | tuple[int, int], path) -> None:
+def validate_boxes(df: pd.DataFrame, width, height, path) -> None:
     """Raise DataError for the first box that lies outside its image or is inverted.
 
-    ``df`` is :func:`read_bbox` output in file order (line = index + 2); ``sizes`` is one
-    (width, height) or {cameraID: (width, height)}.
+    ``df`` is :func:`read_bbox` output in file order (line = index + 2); ``width``/``height`` are
+    one image size or arrays aligned with ``df`` (one per row: sizes are read per image).
     """
-    if isinstance(sizes, tuple):
-        w = np.full(len(df), sizes[0]); h = np.full(len(df), sizes[1])
-    else:
-        w = df["cameraID"].map(lambda c: sizes[c][0]).to_numpy()
-        h = df["cameraID"].map(lambda c: sizes[c][1]).to_numpy()
+    w = np.broadcast_to(np.asarray(width), (len(df),))
+    h = np.broadcast_to(np.asarray(height), (len(df),))
     l, r, t, b = (df[c].to_numpy() for c in ("left", "right", "top", "bottom"))
     bad = (l < 0) | (t < 0) | (r > w - 1) | (b > h - 1) | (r < l) | (b < t)
     if bad.any():

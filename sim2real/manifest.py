@@ -1,0 +1,140 @@
+"""Indexing datasets into manifests: one row per frame (ids, paths, size) and one per object.
+
+Manifests are CSV (diff-friendly, no extra dependency). Columns:
+
+``frames.csv`` (synthetic, chosen camera)
+    frame_id, scene, variation, camera, frame, width, height, rgb, depth, class_seg,
+    instance_seg, fx, fy, cx, cy
+``boxes.csv`` (synthetic, every camera of the indexed frames, file order per scene/variation)
+    frame_id, scene, variation, line + the bbox.txt columns + label (from info.txt)
+``real_frames.csv`` (KITTI)
+    image_id, split (train|val), image, label, calib, semantic ('' when absent), width, height
+``real_boxes.csv``
+    image_id + the 15 KITTI label columns
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import pandas as pd
+
+from sim2real.errors import DataError
+from sim2real.formats import kitti, vkitti2
+from sim2real.formats.images import image_size
+
+FRAME_COLUMNS = ["frame_id", "scene", "variation", "camera", "frame", "width", "height", "rgb", "depth",
+                 "class_seg", "instance_seg", "fx", "fy", "cx", "cy"]
+REAL_COLUMNS = ["image_id", "split", "image", "label", "calib", "semantic", "width", "height"]
+
+
+def frame_id(scene: str, variation: str, camera: int, frame: int) -> str:
+    return f"{scene}_{variation}_c{camera}_{frame:05d}"
+
+
+def rel(path: Path) -> str:
+    """Path relative to the working directory when inside it (portable manifests), else absolute."""
+    path = Path(path)
+    try:
+        return os.path.relpath(path.resolve(), Path.cwd().resolve()) if path.resolve().is_relative_to(Path.cwd().resolve()) else str(path.resolve())
+    except (OSError, ValueError):
+        return str(path)
+
+
+def index_vkitti2_sequence(layout: vkitti2.Layout, scene: str, variation: str, camera: int, *,
+                           frame_stride: int = 1, max_frames: int | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Index one scene/variation: (frames of ``camera``, boxes of every camera for those frames).
+
+    Reads bbox.txt, info.txt and intrinsic.txt; checks that each frame's four image files exist,
+    reads each RGB size from its header, and that every box of ``camera`` lies inside its image.
+    """
+    frames = layout.frames(scene, variation, camera)[::max(1, int(frame_stride))]
+    if max_frames:
+        frames = frames[: int(max_frames)]
+    bbox_path = layout.textgt(scene, variation, "bbox")
+    info_path = layout.textgt(scene, variation, "info")
+    bbox = vkitti2.read_bbox(bbox_path)
+    info = vkitti2.read_info(info_path)
+    intr = vkitti2.read_intrinsic(layout.textgt(scene, variation, "intrinsic"))
+    intr = intr[intr["cameraID"] == camera].set_index("frame")
+    rows = []
+    sizes = {}
+    for f in frames:
+        paths = {m: layout.frame_path(m, scene, variation, camera, f) for m in vkitti2.FRAME_FILE}
+        for m, p in paths.items():
+            if not p.is_file():
+                raise DataError(p, f"missing {m} file for frame {f}")
+        w, h = image_size(paths["rgb"])
+        sizes[f] = (w, h)
+        if f not in intr.index:
+            raise DataError(layout.textgt(scene, variation, "intrinsic"), f"no intrinsics for frame {f} camera {camera}")
+        k = intr.loc[f]
+        rows.append([frame_id(scene, variation, camera, f), scene, variation, camera, f, w, h,
+                     rel(paths["rgb"]), rel(paths["depth"]), rel(paths["classSegmentation"]),
+                     rel(paths["instanceSegmentation"]), k["K[0,0]"], k["K[1,1]"], k["K[0,2]"], k["K[1,2]"]])
+    frames_df = pd.DataFrame(rows, columns=FRAME_COLUMNS)
+    boxes = bbox[bbox["frame"].isin(set(frames))].copy()
+    own = boxes[boxes["cameraID"] == camera]
+    if len(own):
+        vkitti2.validate_boxes(own, own["frame"].map(lambda f: sizes[f][0]).to_numpy(),
+                               own["frame"].map(lambda f: sizes[f][1]).to_numpy(), bbox_path)
+    labels = info.set_index("trackID")["label"]
+    missing = ~boxes["trackID"].isin(labels.index)
+    if missing.any():
+        i = int(np.argmax(missing.to_numpy()))
+        raise DataError(bbox_path, f"trackID {boxes['trackID'].iloc[i]} is not listed in {info_path}",
+                        line=int(boxes.index[i]) + 2)
+    boxes.insert(0, "line", boxes.index + 2)
+    boxes.insert(0, "variation", variation)
+    boxes.insert(0, "scene", scene)
+    boxes.insert(0, "frame_id", [frame_id(scene, variation, c, f) for c, f in zip(boxes["cameraID"], boxes["frame"])])
+    boxes["label"] = boxes["trackID"].map(labels).to_numpy()
+    return frames_df, boxes.reset_index(drop=True)
+
+
+def index_kitti(root: str | Path, val_fraction: float, seed: int) -> tuple[pd.DataFrame, Iterator[pd.DataFrame]]:
+    """Index KITTI training images with a seeded train/val split (never overlapping)."""
+    ids = kitti.list_training_ids(root)
+    if not ids:
+        raise DataError(Path(root) / "training" / "image_2", "no PNG images found")
+    order = np.random.default_rng(seed).permutation(len(ids))
+    n_val = int(round(len(ids) * float(val_fraction)))
+    val = {ids[i] for i in order[:n_val]}
+    rows = []
+    for image_id in ids:
+        p = kitti.training_paths(root, image_id)
+        w, h = image_size(p["image"])
+        if not p["label"].is_file():
+            raise DataError(p["label"], "missing label file")
+        rows.append([image_id, "val" if image_id in val else "train", rel(p["image"]), rel(p["label"]),
+                     rel(p["calib"]) if p["calib"].is_file() else "",
+                     rel(p["semantic"]) if p["semantic"].is_file() else "", w, h])
+    frames = pd.DataFrame(rows, columns=REAL_COLUMNS)
+
+    def boxes() -> Iterator[pd.DataFrame]:
+        for row in frames.itertuples():
+            df = kitti.read_label(row.label)
+            bad = (df["left"] < 0) | (df["top"] < 0) | (df["right"] > row.width) | (df["bottom"] > row.height)
+            if bad.any():
+                raise DataError(row.label, f"box outside the {row.width}x{row.height} image", line=int(np.argmax(bad.to_numpy())) + 1)
+            df.insert(0, "image_id", row.image_id)
+            yield df
+    return frames, boxes()
+
+
+def iter_groups(csv_path: str | Path, keys: Sequence[str], chunksize: int = 200_000) -> Iterator[pd.DataFrame]:
+    """Yield consecutive row groups of a CSV that share ``keys`` (file order), reading in chunks."""
+    pending = None
+    for chunk in pd.read_csv(csv_path, chunksize=chunksize, keep_default_na=False):
+        if pending is not None:
+            chunk = pd.concat([pending, chunk], ignore_index=True)
+        k = chunk[list(keys)].astype(str).agg("\x1f".join, axis=1)
+        change = np.flatnonzero(k.to_numpy()[1:] != k.to_numpy()[:-1]) + 1
+        starts = [0, *change.tolist()]
+        for a, b in zip(starts[:-1], starts[1:]):
+            yield chunk.iloc[a:b].reset_index(drop=True)
+        pending = chunk.iloc[starts[-1]:].reset_index(drop=True)
+    if pending is not None and len(pending):
+        yield pending
