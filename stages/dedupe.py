@@ -13,6 +13,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from sim2real.formats.yolo import boxes_to_yolo, format_labels
+from sim2real.cli import entrypoint
 from sim2real.io import atomic_dir, write_json
 from sim2real.labels import REASONS, count_reasons, dedupe
 from sim2real.manifest import iter_groups
@@ -77,4 +78,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    entrypoint(main)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from sim2real.demo import generate
+from sim2real.cli import entrypoint
 from sim2real.io import atomic_dir
 from sim2real.params import load_params
 
@@ -26,4 +27,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    entrypoint(main)

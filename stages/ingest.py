@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from sim2real.errors import ConfigError
 from sim2real.formats import vkitti2
+from sim2real.cli import entrypoint
 from sim2real.io import atomic_dir, write_json
 from sim2real.manifest import index_kitti, index_vkitti2_sequence
 from sim2real.params import load_params
@@ -67,4 +68,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    entrypoint(main)

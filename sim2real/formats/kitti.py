@@ -53,7 +53,13 @@ def _line_of(path, row: int) -> int:
     return row + 1
 
 
-def _fmt(v) -> str:
+PLACEHOLDERS = (-1.0, -10.0, -1000.0)
+
+
+def _fmt(v, placeholder: bool = False) -> str:
+    """2 decimals like the official files; DontCare placeholders (-1, -10, -1000) as integers."""
+    if placeholder and float(v) in PLACEHOLDERS:
+        return str(int(v))
     return f"{float(v):.2f}"
 
 
@@ -62,8 +68,10 @@ def format_label(df: pd.DataFrame) -> str:
     lines = []
     for row in df[cols].itertuples(index=False):
         d = row._asdict()
-        fields = [str(d["type"]), f"{float(d['truncated']):.2f}", str(int(d["occluded"])), _fmt(d["alpha"])]
-        fields += [_fmt(d[c]) for c in ("left", "top", "right", "bottom", "h", "w", "l", "x", "y", "z", "rotation_y")]
+        dc = d["type"] == "DontCare"
+        fields = [str(d["type"]), _fmt(d["truncated"], dc), str(int(d["occluded"])), _fmt(d["alpha"], dc)]
+        fields += [_fmt(d[c]) for c in ("left", "top", "right", "bottom")]
+        fields += [_fmt(d[c], dc) for c in ("h", "w", "l", "x", "y", "z", "rotation_y")]
         if "score" in cols:
             fields.append(f"{float(d['score']):.4f}")
         lines.append(" ".join(fields))

@@ -202,7 +202,7 @@ def read_class_seg(path: str | Path, colors: Mapping[str, tuple[int, int, int]] 
     found = table[order][pos] == key
     if not found.all():
         y, x = np.argwhere(~found)[0]
-        raise DataError(path, f"pixel ({x}, {y}) has colour {tuple(rgb[y, x])} not listed in colors.txt")
+        raise DataError(path, f"pixel ({x}, {y}) has colour {tuple(int(c) for c in rgb[y, x])} not listed in colors.txt")
     idx = order[pos].astype(np.uint8)
     assert len(names) < 256
     return idx

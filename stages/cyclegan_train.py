@@ -1,0 +1,101 @@
+"""Stage `cyclegan_train`: train a CycleGAN sim→real on dedupe frames (A) and the real train split (B).
+
+Params: cyclegan.variations, cyclegan.train, seed, compute. Checkpoints go to a DVC
+``persist: true`` folder so a killed run resumes when rerun; the exported A→B generator
+(state_dict, ``torch.load(weights_only=True)``), its metadata and a sample grid go to ``--out``.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from sim2real.cyclegan.checkpoint import params_hash, save_generator
+from sim2real.cyclegan.train import LOSS_NAMES, TrainConfig, data_fingerprint, domain_frames, sample_grid, train
+from sim2real.errors import DataError
+from sim2real.formats.images import read_rgb, write_image
+from sim2real.io import atomic_dir, atomic_file, write_json
+from sim2real.params import load_params
+from sim2real.tracking import Tracker
+
+
+def cli(argv=None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--synthetic", required=True, help="dedupe output folder (has frames.csv)")
+    ap.add_argument("--real", required=True, help="ingest output folder (has real_frames.csv)")
+    ap.add_argument("--checkpoints", required=True, help="persistent checkpoint folder (last.pt)")
+    ap.add_argument("--out", required=True, help="model output folder (generator_a2b.pt, model.json, samples.jpg)")
+    ap.add_argument("--losses", required=True, help="per-iteration loss CSV for dvc plots")
+    ap.add_argument("--report", required=True, help="summary metrics JSON")
+    ap.add_argument("--live", default=None, help="DVCLive folder (metrics.json + step history)")
+    return ap.parse_args(argv)
+
+
+def read_csv(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        raise DataError(path, "manifest not found (run the upstream stage first)")
+    return pd.read_csv(path, dtype=str, keep_default_na=False)
+
+
+def write_losses_csv(path: str | Path, history: dict[str, list[float]]) -> None:
+    """One row per iteration: step, lr and every loss (for ``dvc plots``)."""
+    df = pd.DataFrame({k: history[k] for k in ("step", "lr", *LOSS_NAMES)})
+    df["step"] = df["step"].astype(int)
+    with atomic_file(path) as fh:
+        df.to_csv(fh, index=False, float_format="%.6g")
+
+
+def final_losses(history: dict[str, list[float]], fraction: float = 0.1) -> dict[str, float]:
+    """Mean of each loss over the last ``fraction`` of iterations (less noisy than the last value)."""
+    n = len(history["step"])
+    k = max(1, int(round(n * fraction)))
+    return {name: float(np.mean(history[name][-k:])) for name in LOSS_NAMES} if n else {}
+
+
+def main(argv=None) -> None:
+    args = cli(argv)
+    p = load_params("cyclegan", "seed", "compute")
+    cg = p.cyclegan
+    cfg = TrainConfig.from_params(cg.train, seed=int(p.seed), device=str(p.compute.device))
+    torch.set_num_threads(max(1, int(p.compute.workers)))
+    frames_csv = Path(args.synthetic) / "frames.csv"
+    real_csv = Path(args.real) / "real_frames.csv"
+    paths_a, paths_b = domain_frames(read_csv(frames_csv), read_csv(real_csv), list(cg.variations),
+                                     frames_path=frames_csv, real_path=real_csv)
+    phash = params_hash({"train": cfg.hashed(), "variations": list(cg.variations)},
+                        data_fingerprint(paths_a, paths_b))
+    config = {"train": dict(cg.train), "variations": list(cg.variations), "seed": int(p.seed),
+              "device": cfg.device, "frames_a": len(paths_a), "frames_b": len(paths_b), "params_hash": phash}
+    with Tracker("cyclegan_train", None, config=config, dvclive_dir=args.live) as tracker:
+        result = train(cfg, paths_a, paths_b, args.checkpoints, params_hash=phash,
+                       on_iteration=lambda step, losses: tracker.log(losses, step=step))
+        trainer = result.trainer
+        grid = sample_grid(trainer.model, read_rgb(paths_a[0]), read_rgb(paths_b[0]))
+        tracker.log_image("samples", grid)
+        with atomic_dir(args.out) as tmp:
+            save_generator(tmp / "generator_a2b.pt", trainer.model.g_ab)
+            write_image(tmp / "samples.jpg", grid, jpeg_quality=90)
+            write_json(tmp / "model.json", {"ngf": cfg.ngf, "n_blocks": cfg.n_blocks, "iterations": result.total_iterations,
+                                            "params_hash": phash, "direction": "A2B (synthetic -> real)",
+                                            "load": "torch.load(path, weights_only=True) -> state_dict"})
+        write_losses_csv(args.losses, trainer.history)
+        summary = {
+            "iterations": result.total_iterations,
+            "resumed_from": result.resumed_from,
+            "restarted_on_params_change": bool(result.restarted_reason),
+            "seconds": round(result.seconds, 2),
+            "frames_a": len(paths_a),
+            "frames_b": len(paths_b),
+            "final": final_losses(trainer.history),
+        }
+        tracker.summary(summary)
+    write_json(args.report, {**summary, "params_hash": phash})
+    print(f"cyclegan_train: {result.total_iterations} iterations (resumed from {result.resumed_from}) "
+          f"in {result.seconds:.1f} s on {len(paths_a)} synthetic / {len(paths_b)} real frames")
+
+
+if __name__ == "__main__":
+    main()
