@@ -9,7 +9,7 @@ export YOLO_OFFLINE := true
 export WANDB_MODE ?= offline
 export SIM2REAL_NO_PROGRESS ?= 0
 
-.PHONY: install repro test bench clean
+.PHONY: install repro test bench clean chromium
 
 install: $(STAMP)
 
@@ -24,8 +24,17 @@ $(STAMP): pyproject.toml constraints.txt
 repro: $(STAMP)
 	$(BIN)/dvc repro
 
-test: $(STAMP)
+test: $(STAMP) chromium
 	$(BIN)/python -m pytest -q
+
+# The report test opens reports/index.html in headless Chromium (Debian package `chromium`).
+CHROMIUM ?= /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+chromium:
+	@test -x $(CHROMIUM) || { \
+	  echo "installing chromium (Debian package) for the report's browser test"; \
+	  $(SUDO) apt-get update && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; }
 
 bench: $(STAMP)
 	for f in benchmarks/*.py; do $(BIN)/python $$f || exit 1; done

@@ -87,3 +87,43 @@ def write_json(path: str | Path, data) -> None:
     with atomic_file(path) as fh:
         json.dump(data, fh, indent=2, sort_keys=True, default=_jsonable, allow_nan=False)
         fh.write("\n")
+
+
+SCRATCH_ROOT = ".sim2real/scratch"
+
+
+def scratch_dir(stage: str, root: str | Path | None = None) -> Path:
+    """Per-stage scratch folder for resumable per-frame work: ``.sim2real/scratch/<stage>``.
+
+    Lives outside every DVC output (DVC never sees half a result) and is git-ignored by a
+    ``.gitignore`` written into ``.sim2real/`` itself. ``root`` defaults to ``SIM2REAL_SCRATCH``
+    or the current directory (the repository root for DVC stages).
+    """
+    if not stage or not all(c.isalnum() or c in "_-" for c in stage):
+        raise ValueError(f"scratch_dir: stage name must be [A-Za-z0-9_-], got {stage!r}")
+    base = Path(root or os.environ.get("SIM2REAL_SCRATCH") or ".") / SCRATCH_ROOT
+    path = base / stage
+    path.mkdir(parents=True, exist_ok=True)
+    ignore = base.parent / ".gitignore"
+    if not ignore.exists():
+        ignore.write_text("# scratch for resumable stages (sim2real.io.scratch_dir); never committed\n*\n")
+    return path
+
+
+def clear_scratch(stage: str, root: str | Path | None = None) -> None:
+    """Remove a stage's scratch folder (finished frames kept for resuming)."""
+    path = Path(root or os.environ.get("SIM2REAL_SCRATCH") or ".") / SCRATCH_ROOT / stage
+    if path.exists():
+        shutil.rmtree(path)
+
+
+def tree_digest(path: str | Path) -> dict[str, str]:
+    """``{relative path: sha256}`` of every file under ``path`` (for byte-identity checks)."""
+    import hashlib
+
+    path = Path(path)
+    out = {}
+    for p in sorted(path.rglob("*")):
+        if p.is_file():
+            out[str(p.relative_to(path))] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return out

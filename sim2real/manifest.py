@@ -24,6 +24,7 @@ import pandas as pd
 from sim2real.errors import DataError
 from sim2real.formats import kitti, vkitti2
 from sim2real.formats.images import image_size
+from sim2real.safety import resolve_within
 
 FRAME_COLUMNS = ["frame_id", "scene", "variation", "camera", "frame", "width", "height", "rgb", "depth",
                  "class_seg", "instance_seg", "fx", "fy", "cx", "cy"]
@@ -55,6 +56,8 @@ def index_vkitti2_sequence(layout: vkitti2.Layout, scene: str, variation: str, c
         frames = frames[: int(max_frames)]
     bbox_path = layout.textgt(scene, variation, "bbox")
     info_path = layout.textgt(scene, variation, "info")
+    for p in (bbox_path, info_path):
+        resolve_within(p, [layout.roots["textgt"]], source=p)
     bbox = vkitti2.read_bbox(bbox_path)
     info = vkitti2.read_info(info_path)
     intr = vkitti2.read_intrinsic(layout.textgt(scene, variation, "intrinsic"))
@@ -66,6 +69,7 @@ def index_vkitti2_sequence(layout: vkitti2.Layout, scene: str, variation: str, c
         for m, p in paths.items():
             if not p.is_file():
                 raise DataError(p, f"missing {m} file for frame {f}")
+            resolve_within(p, [layout.roots[m]], source=p)  # no symlink out of the dataset
         w, h = image_size(paths["rgb"])
         sizes[f] = (w, h)
         if f not in intr.index:
@@ -105,6 +109,9 @@ def index_kitti(root: str | Path, val_fraction: float, seed: int) -> tuple[pd.Da
     rows = []
     for image_id in ids:
         p = kitti.training_paths(root, image_id)
+        for q in p.values():
+            if q.exists():
+                resolve_within(q, [root], source=q)  # no symlink out of the dataset
         w, h = image_size(p["image"])
         if not p["label"].is_file():
             raise DataError(p["label"], "missing label file")

@@ -1,0 +1,187 @@
+"""Training a YOLO detector with ultralytics, offline and hermetic.
+
+The model is built from an ultralytics model yaml (``yolov5l-p6.yaml`` = YOLOv5l6: the
+YOLOv5 backbone and neck with a P6 output at stride 64 and ultralytics' anchor-free, decoupled
+"u" head, as in ``yolov5lu``; ``yolov5n-p6.yaml`` for the demo), optionally initialised from a
+local ``.pt``. Everything ultralytics would fetch or switch on by itself is pinned off by
+:mod:`sim2real.detect.offline`.
+
+``weights`` resolution (:func:`resolve_weights`): None = from scratch; an existing path; a bare
+file name found in ``weights_dir``; otherwise, only when ``download: true`` *and* online,
+ultralytics' asset download into ``weights_dir``. Any other case raises ConfigError naming
+``train.weights``.
+
+References
+----------
+Jocher et al., ultralytics YOLOv5 / YOLOv8 (2020-2024), https://github.com/ultralytics/ultralytics.
+"""
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+import pandas as pd
+
+from sim2real.errors import ConfigError
+from sim2real.detect import offline
+
+KEEP_COLUMNS_DROP = ("time",)  # wall-clock column of results.csv: not a metric, never identical
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The ``train`` params section (see params.yaml for meanings and defaults)."""
+
+    model: str = "yolov5n-p6.yaml"
+    weights: str | None = None
+    download: bool = False
+    weights_dir: str = "weights"
+    imgsz: int = 320
+    epochs: int = 3
+    batch: int = 8
+    device: str | int = "cpu"
+    workers: int = 0
+    seed: int = 0
+    deterministic: bool = True
+    rect: bool = False
+    cache: bool | str = False
+    patience: int = 100
+    optimizer: str = "auto"
+    lr0: float = 0.01
+    amp: bool = True  # only used on CUDA; always off on CPU
+
+    @classmethod
+    def from_params(cls, section: Mapping[str, Any]) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(section) - known)
+        if unknown:
+            raise ConfigError(f"params.yaml: unknown key(s) train.{', train.'.join(unknown)}")
+        cfg = cls(**dict(section))
+        if not str(cfg.model).endswith((".yaml", ".yml")):
+            raise ConfigError(f"train.model must be an ultralytics model yaml (e.g. yolov5l-p6.yaml), got {cfg.model!r}")
+        if int(cfg.imgsz) <= 0 or int(cfg.epochs) <= 0 or int(cfg.batch) <= 0:
+            raise ConfigError("train.imgsz, train.epochs and train.batch must be positive")
+        return cfg
+
+    @property
+    def on_cuda(self) -> bool:
+        return str(self.device).strip().lower() not in ("cpu", "mps")
+
+
+def resolve_weights(weights: str | None, weights_dir: str | Path, download: bool) -> Path | None:
+    """Local path -> ``weights_dir`` cache -> download (online and asked for) -> ConfigError."""
+    if weights in (None, "", "none", "None"):
+        return None
+    p = Path(weights)
+    if p.is_file():
+        return p
+    cached = Path(weights_dir) / p.name
+    if cached.is_file():
+        return cached
+    if download:
+        prev = os.environ.get("YOLO_OFFLINE")
+        os.environ["YOLO_OFFLINE"] = "false"
+        try:
+            from ultralytics.utils import is_online
+            from ultralytics.utils.downloads import attempt_download_asset
+            if not is_online():
+                raise ConfigError(f"train.weights={weights!r}: not found locally and no network to download it")
+            Path(weights_dir).mkdir(parents=True, exist_ok=True)
+            got = Path(attempt_download_asset(str(cached)))
+        finally:
+            os.environ["YOLO_OFFLINE"] = prev or "true"
+        if got.is_file():
+            return got
+    raise ConfigError(f"train.weights={weights!r}: no such file (looked at {p} and {cached}); give a local .pt path, "
+                      "null to train from scratch, or set train.download: true to fetch it when online")
+
+
+def _trainer_class():
+    """ultralytics' DetectionTrainer, used with the offline patches applied (also in DDP workers)."""
+    offline.apply_patches()
+    from ultralytics.models.yolo.detect import DetectionTrainer
+
+    class OfflineDetectionTrainer(DetectionTrainer):
+        """DetectionTrainer whose module import applies sim2real's offline patches (DDP-safe)."""
+
+    OfflineDetectionTrainer.__module__ = __name__
+    OfflineDetectionTrainer.__qualname__ = "OfflineDetectionTrainer"
+    return OfflineDetectionTrainer
+
+
+_TRAINER = None
+
+
+def __getattr__(name: str):  # PEP 562: DDP workers unpickle the trainer class by reference
+    global _TRAINER
+    if name == "OfflineDetectionTrainer":
+        if _TRAINER is None:
+            _TRAINER = _trainer_class()
+        return _TRAINER
+    raise AttributeError(name)
+
+
+def train_args(cfg: TrainConfig, data_yaml: Path, save_dir: Path) -> dict:
+    """The keyword arguments passed to ``YOLO.train`` (explicit, so the run is reproducible)."""
+    return dict(
+        data=str(data_yaml), epochs=int(cfg.epochs), imgsz=int(cfg.imgsz), batch=int(cfg.batch),
+        device=str(cfg.device), workers=int(cfg.workers), seed=int(cfg.seed), deterministic=bool(cfg.deterministic),
+        rect=bool(cfg.rect), cache=cfg.cache, patience=int(cfg.patience), optimizer=str(cfg.optimizer),
+        lr0=float(cfg.lr0), amp=bool(cfg.amp) and cfg.on_cuda, plots=False, save=True, val=True,
+        project=str(save_dir.parent.resolve()), name=save_dir.name, exist_ok=True, verbose=False,
+        pretrained=False,
+    )
+
+
+def train(cfg: TrainConfig, data_yaml: Path, save_dir: Path, scratch: Path) -> Path:
+    """Train into ``save_dir`` (ultralytics run folder); returns ``save_dir/weights/best.pt``.
+
+    ``scratch``: a folder outside the outputs for ultralytics' settings (see
+    :func:`sim2real.detect.offline.configure`). ``last.pt`` (optimizer state, resumable) is
+    deleted: only ``best.pt`` is a stage output.
+    """
+    offline.configure(scratch)
+    from ultralytics import YOLO
+
+    model = YOLO(cfg.model, task="detect")
+    weights = resolve_weights(cfg.weights, cfg.weights_dir, cfg.download)
+    if weights is not None:
+        model.load(str(weights))
+    trainer = __getattr__("OfflineDetectionTrainer")
+    model.train(trainer=trainer, **train_args(cfg, data_yaml, save_dir))
+    best = save_dir / "weights" / "best.pt"
+    if not best.is_file():
+        raise RuntimeError(f"{best}: training finished without writing best.pt")
+    last = save_dir / "weights" / "last.pt"
+    if last.exists():
+        last.unlink()
+    return best
+
+
+def results_table(results_csv: str | Path) -> pd.DataFrame:
+    """ultralytics' results.csv with stripped column names, without the wall-clock column."""
+    df = pd.read_csv(results_csv)
+    df.columns = [c.strip() for c in df.columns]
+    return df.drop(columns=[c for c in KEEP_COLUMNS_DROP if c in df.columns])
+
+
+def finite_or_none(x: Any) -> float | None:
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+def scratch_dir(prefix: str) -> Path:
+    """A temporary folder outside every DVC output (ultralytics dataset view and its caches)."""
+    return Path(tempfile.mkdtemp(prefix=prefix))
+
+
+def remove_tree(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,226 @@
+"""One frame through every effect: sample the parameters, then apply them deterministically.
+
+Domain randomisation follows kornia's split: :func:`sample_values` turns the params sections
+(each randomisable value fixed, or a ``[low, high]`` range) into concrete per-frame values from
+a generator seeded by (global seed, frame id); :func:`render` applies those values with no
+randomness of its own except the noise fields, which are seeded by the drawn ``noise_seed``.
+So any frame can be replayed from its row in the per-frame CSV, alone.
+
+Order of effects: optics (distance blur or defocus, restricted to ``blur.targets``) → exposure
+(ego-motion blur) → atmosphere (Koschmieder haze) → lens fall-off (vignetting) → sensor
+(Poisson–Gaussian noise); JPEG re-compression is the stage's final JPEG write at
+``camera.jpeg_quality``. Physically haze comes before the lens; since transmission varies
+slowly with depth and layers are depth bands, the two commute within a blur kernel. Every
+step works on 8-bit images with OpenCV (each rounds to the nearest level, < 0.5 gray level),
+which keeps the per-frame cost near the cost of decoding and encoding the frame.
+"""
+from __future__ import annotations
+
+import math
+import zlib
+from typing import Mapping
+
+import numpy as np
+
+from sim2real.errors import ConfigError
+from sim2real.physics._checks import check_depth, check_image, check_mask, where
+from sim2real.physics.blur import CURVES, apply_targets, coc_sigma_px, distance_sigma_px, target_weight
+from sim2real.physics.camera import motion_blur_f32, sensor_noise_u8, vignetting_u8
+from sim2real.physics.haze import resolve_airlight, check_visibility, koschmieder_u8, lowfreq_noise, transmission
+from sim2real.physics.layered import layered_blur, to_u8
+
+MODES = ("distance", "defocus", "none")
+
+# (section, key, output column, integer?) — every value that may be a [low, high] range.
+# One uniform number is drawn per entry, in this order, whether the value is fixed or not,
+# so turning one value into a range never changes the draws of the others.
+RANDOM_KEYS: tuple[tuple[str, str, str, bool], ...] = (
+    ("blur", "sigma", "blur_sigma_px", False),
+    ("blur", "near_m", "blur_near_m", False),
+    ("blur", "far_m", "blur_far_m", False),
+    ("blur", "power", "blur_power", False),
+    ("blur", "focus_m", "blur_focus_m", False),
+    ("blur", "f_number", "blur_f_number", False),
+    ("haze", "visibility_m", "haze_visibility_m", False),
+    ("haze", "heterogeneity", "haze_heterogeneity", False),
+    ("camera", "shot_gain", "camera_shot_gain", False),
+    ("camera", "read_sigma", "camera_read_sigma", False),
+    ("camera", "jpeg_quality", "camera_jpeg_quality", True),
+    ("camera", "vignetting", "camera_vignetting", False),
+    ("camera", "ego_speed_mps", "camera_ego_speed_mps", False),
+    ("camera", "exposure_s", "camera_exposure_s", False),
+)
+VALUE_COLUMNS = tuple(col for _, _, col, _ in RANDOM_KEYS) + ("noise_seed",)
+
+
+def frame_rng(seed: int, frame_id: str) -> np.random.Generator:
+    """The per-frame generator: seeded by (global seed, CRC-32 of the frame id)."""
+    return np.random.default_rng([int(seed), zlib.crc32(str(frame_id).encode())])
+
+
+def _range(section: str, key: str, spec) -> tuple[float, float] | None:
+    if spec is None:
+        return None
+    if isinstance(spec, (list, tuple)):
+        if len(spec) != 2:
+            raise ConfigError(f"{section}.{key}: expected a value or a [low, high] range, got {spec!r}")
+        lo, hi = spec
+    else:
+        lo = hi = spec
+    try:
+        lo, hi = float(lo), float(hi)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{section}.{key}: expected numbers, got {spec!r}") from None
+    if math.isnan(lo) or math.isnan(hi) or hi < lo:
+        raise ConfigError(f"{section}.{key}: range [low, high] needs low <= high, got {spec!r}")
+    return lo, hi
+
+
+def sample_values(params: Mapping, seed: int, frame_id: str) -> dict:
+    """Concrete per-frame values {column: value} drawn from ``params`` (sections blur, haze, camera).
+
+    A fixed value is returned as is; ``[low, high]`` draws uniformly (integers inclusive);
+    ``null`` stays None (effect off). ``noise_seed`` seeds the noise fields of :func:`render`.
+    """
+    rng = frame_rng(seed, frame_id)
+    out: dict = {}
+    for section, key, col, integer in RANDOM_KEYS:
+        u = float(rng.random())
+        sec = params.get(section) or {}
+        rng_ = _range(section, key, sec.get(key) if hasattr(sec, "get") else None)
+        if rng_ is None:
+            out[col] = None
+            continue
+        lo, hi = rng_
+        if integer:
+            out[col] = int(lo + math.floor(u * (hi - lo + 1))) if hi > lo else int(lo)
+            out[col] = min(out[col], int(hi))
+        else:
+            out[col] = lo + u * (hi - lo)
+    out["noise_seed"] = int(rng.integers(0, 2**31 - 1))
+    return out
+
+
+def _get(sec: Mapping, key: str, default):
+    v = sec.get(key, default) if sec is not None else default
+    return default if v is None else v
+
+
+def check_config(params: Mapping) -> None:
+    """Validate the non-random settings early (before any frame is processed)."""
+    blur, haze, cam = params.get("blur") or {}, params.get("haze") or {}, params.get("camera") or {}
+    mode = _get(blur, "mode", "distance")
+    if mode not in MODES:
+        raise ConfigError(f"blur.mode must be one of {MODES}, got {mode!r}")
+    if _get(blur, "curve", "linear") not in CURVES:
+        raise ConfigError(f"blur.curve must be one of {CURVES}, got {blur.get('curve')!r}")
+    if _get(blur, "targets", "all") not in ("all", "objects", "background"):
+        raise ConfigError(f"blur.targets must be all | objects | background, got {blur.get('targets')!r}")
+    vis = _range("haze", "visibility_m", haze.get("visibility_m"))
+    if vis is not None and vis[0] <= 0:
+        raise ConfigError(f"haze.visibility_m must be > 0 (null or .inf = no haze), got {haze.get('visibility_m')!r}")
+    for section, key, _, _ in RANDOM_KEYS:
+        sec = params.get(section) or {}
+        r = _range(section, key, sec.get(key))
+        if r is not None and r[0] < 0:
+            raise ConfigError(f"{section}.{key} must be >= 0, got {sec.get(key)!r}")
+    q = _range("camera", "jpeg_quality", cam.get("jpeg_quality"))
+    if q is not None and not (1 <= q[0] and q[1] <= 100):
+        raise ConfigError(f"camera.jpeg_quality must be within 1..100, got {cam.get('jpeg_quality')!r}")
+    if not 0 <= float(_get(haze, "min_transmission", 0.0)) < 1:
+        raise ConfigError(f"haze.min_transmission must be in [0, 1), got {haze.get('min_transmission')!r}")
+
+
+def haze_enabled(params: Mapping, values: Mapping) -> bool:
+    haze = params.get("haze") or {}
+    vis = values.get("haze_visibility_m")
+    return bool(_get(haze, "enabled", True)) and vis is not None and not math.isinf(vis)
+
+
+def render(image_u8: np.ndarray, depth_m: np.ndarray, instance: np.ndarray | None, intrinsics, params: Mapping,
+           values: Mapping, name: str | None = None) -> tuple[np.ndarray, np.ndarray | None, list[float] | None]:
+    """Apply every enabled effect with the drawn ``values``.
+
+    Parameters
+    ----------
+    image_u8 : (H, W, 3) uint8 RGB. depth_m : (H, W) float32 z-depth (m, +inf sky).
+    instance : (H, W) int instance map (trackID + 1, 0 = none) or None.
+    intrinsics : (fx, fy, cx, cy) in px, or None.
+    params : the ``blur``, ``haze``, ``camera`` sections (non-random settings).
+    values : from :func:`sample_values`.
+
+    Returns
+    -------
+    (image (H, W, 3) uint8, transmission (H, W) float32 or None when haze is off,
+    airlight [r, g, b] or None).
+    """
+    check_image(image_u8, name)
+    check_depth(depth_m, image_u8.shape[:2], name)
+    if instance is not None:
+        check_mask(instance, image_u8.shape[:2], "instance mask", name)
+    blur, haze, cam = params.get("blur") or {}, params.get("haze") or {}, params.get("camera") or {}
+    noise_rng = np.random.default_rng(int(values["noise_seed"]))
+    # 1. optics: distance blur or defocus (8-bit layered compositing), on blur.targets
+    mode = _get(blur, "mode", "distance")
+    smap = side = None
+    if mode == "distance" and (values.get("blur_sigma_px") or 0) > 0:
+        smap = distance_sigma_px(depth_m, values["blur_sigma_px"], values["blur_near_m"], values["blur_far_m"],
+                                 _get(blur, "curve", "linear"), values.get("blur_power") or 1.0)
+    elif mode == "defocus":
+        if intrinsics is None:
+            raise ConfigError(f"{where(name)}: blur.mode=defocus needs the intrinsics (fx)")
+        smap = coc_sigma_px(depth_m, float(_get(blur, "focal_length_mm", 4.0)), values["blur_f_number"],
+                            values["blur_focus_m"], float(intrinsics[0]), float(_get(blur, "max_sigma_px", 8.0)))
+        side = depth_m < values["blur_focus_m"]
+    img_u8 = image_u8
+    if smap is not None:
+        blurred = layered_blur(image_u8, depth_m, smap, step_px=float(_get(blur, "step_px", 0.5)),
+                               max_layers=int(_get(blur, "max_layers", 16)), side=side)
+        wgt = target_weight(instance, None, _get(blur, "targets", "all"), float(_get(blur, "feather_px", 2.0)), name)
+        img_u8 = apply_targets(image_u8, blurred, wgt)
+    # 2. exposure: ego-motion blur
+    img = img_u8
+    speed, expo = values.get("camera_ego_speed_mps") or 0.0, values.get("camera_exposure_s") or 0.0
+    if speed * expo > 0:
+        img = to_u8(motion_blur_f32(img, depth_m, speed, expo, intrinsics, int(_get(cam, "motion_samples", 5))))
+    # 3. atmosphere: Koschmieder haze (after the blur: t varies slowly with depth, so the two
+    #    commute within a blur kernel, and the 8-bit blur of the input is the cheap one)
+    t = airlight = None
+    if haze_enabled(params, values):
+        vis = check_visibility(values["haze_visibility_m"], name)
+        het = values.get("haze_heterogeneity") or 0.0
+        scale = lowfreq_noise(depth_m.shape, noise_rng, het, float(_get(haze, "cell_px", 128))) if het > 0 else None
+        t = transmission(depth_m, vis, intrinsics, scale, float(_get(haze, "contrast_threshold", 0.02)))
+        a = resolve_airlight(image_u8, depth_m, _get(haze, "airlight", "auto"), name)
+        airlight = [float(v) for v in a]
+        img = koschmieder_u8(img, t, a)
+    # 4. lens fall-off
+    vig = values.get("camera_vignetting") or 0.0
+    if vig > 0:
+        img = vignetting_u8(img, vig, None if intrinsics is None else (intrinsics[2], intrinsics[3]))
+    # 5. sensor: Poisson-Gaussian noise
+    shot, read = values.get("camera_shot_gain") or 0.0, values.get("camera_read_sigma") or 0.0
+    if shot > 0 or read > 0:
+        img = sensor_noise_u8(img, noise_rng, shot, read)
+    return (img.copy() if img is image_u8 else img), t, airlight
+
+
+def object_transmission(t: np.ndarray, instance: np.ndarray | None, track_ids, boxes) -> np.ndarray:
+    """Mean transmission per object over its instance-mask pixels (value trackID + 1) inside its
+    box, or over the whole box when the mask has no pixel there.
+
+    ``boxes``: (N, 4) inclusive int left, top, right, bottom. Returns (N,) float64.
+    """
+    out = np.ones(len(track_ids))
+    for i, (tid, box) in enumerate(zip(track_ids, np.asarray(boxes).reshape(-1, 4))):
+        l, tp, r, b = (int(v) for v in box)
+        region = t[max(tp, 0):b + 1, max(l, 0):r + 1]
+        if not region.size:
+            continue
+        if instance is not None:
+            mask = instance[max(tp, 0):b + 1, max(l, 0):r + 1] == int(tid) + 1
+            if mask.any():
+                out[i] = float(region[mask].mean())
+                continue
+        out[i] = float(region.mean())
+    return out

@@ -1,0 +1,171 @@
+"""Stage `depth_blur`: depth- and instance-aware realism on the deduplicated synthetic frames.
+
+Reads ``<dedupe>/frames.csv`` (RGB, depth, instance paths and intrinsics per frame) and
+``<dedupe>/boxes_kept.csv``; writes the variant dataset ``<out>/images/<frame_id>.jpg``,
+``<out>/labels/<frame_id>.txt`` (YOLO) and ``<out>/frames.csv`` (one row per frame: the input
+columns with ``image``/``label`` replaced, every drawn parameter value and the label-honesty
+counts), plus the summary ``--report`` JSON. Params: blur, haze, camera, seed, compute.workers.
+
+Each frame's values are drawn by :func:`sim2real.physics.frame.sample_values` from a generator
+seeded by (seed, frame id), so one frame can be re-rendered alone (:func:`render_frame`).
+Boxes never move; a box whose mean haze transmission over its instance mask is below
+``haze.min_transmission`` is dropped from that frame's labels and counted in the report.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from sim2real.cli import entrypoint
+from sim2real.errors import DataError
+from sim2real.formats.images import read_rgb, write_image
+from sim2real.formats.vkitti2 import read_depth_m, read_instance_seg
+from sim2real.formats.yolo import boxes_to_yolo, format_labels
+from sim2real.io import atomic_dir, atomic_file, write_json
+from sim2real.parallel import map_frames
+from sim2real.params import load_params
+from sim2real.physics.frame import VALUE_COLUMNS, check_config, object_transmission, render, sample_values
+
+BOX_COLUMNS = ["trackID", "class_id", "left", "top", "right", "bottom"]
+DEFAULT_JPEG_QUALITY = 95  # output quality when camera.jpeg_quality is null (no compression effect)
+
+
+def cli(argv=None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dedupe", required=True, help="dedupe output folder (frames.csv, boxes_kept.csv)")
+    ap.add_argument("--out", required=True, help="variant dataset folder to write")
+    ap.add_argument("--report", required=True, help="summary JSON to write")
+    return ap.parse_args(argv)
+
+
+def plain(section) -> dict:
+    """A params Section as plain, picklable dicts."""
+    return {k: plain(v) if isinstance(v, dict) else v for k, v in dict(section).items()}
+
+
+def read_frames(dedupe_dir: str | Path) -> list[dict]:
+    """One dict per frame: the frames.csv row plus ``boxes`` (rows of boxes_kept.csv, file order)."""
+    dedupe_dir = Path(dedupe_dir)
+    frames_csv, boxes_csv = dedupe_dir / "frames.csv", dedupe_dir / "boxes_kept.csv"
+    if not frames_csv.is_file():
+        raise DataError(frames_csv, "not found (run the dedupe stage first)")
+    frames = pd.read_csv(frames_csv, keep_default_na=False)
+    need = {"frame_id", "image", "label", "depth", "instance_seg", "width", "height", "fx", "fy", "cx", "cy"}
+    missing = sorted(need - set(frames.columns))
+    if missing:
+        raise DataError(frames_csv, f"missing columns: {', '.join(missing)}")
+    by_frame: dict[str, list] = {}
+    if boxes_csv.is_file() and boxes_csv.stat().st_size:
+        boxes = pd.read_csv(boxes_csv, keep_default_na=False)
+        miss = sorted({"frame_id", *BOX_COLUMNS} - set(boxes.columns))
+        if miss:
+            raise DataError(boxes_csv, f"missing columns: {', '.join(miss)}")
+        for fid, g in boxes.groupby("frame_id", sort=False):
+            by_frame[str(fid)] = g[BOX_COLUMNS].to_numpy(dtype=np.int64).tolist()
+    items = frames.to_dict("records")
+    for it in items:
+        it["frame_id"] = str(it["frame_id"])
+        it["boxes"] = by_frame.pop(it["frame_id"], [])
+    if by_frame:
+        raise DataError(boxes_csv, f"boxes for frames not in frames.csv, e.g. {next(iter(by_frame))}")
+    return items
+
+
+def render_frame(item: dict, params: dict, seed: int) -> tuple[np.ndarray, dict, list[int]]:
+    """Render one frame: (image uint8, drawn values + stats, indices of the boxes to keep)."""
+    fid = item["frame_id"]
+    image = read_rgb(item["image"])
+    depth = read_depth_m(item["depth"])
+    instance = read_instance_seg(item["instance_seg"]) if item.get("instance_seg") else None
+    if image.shape[1] != int(item["width"]) or image.shape[0] != int(item["height"]):
+        raise DataError(f"frame {fid}", f"image is {image.shape[1]}x{image.shape[0]}, frames.csv says "
+                                        f"{item['width']}x{item['height']}")
+    intrinsics = tuple(float(item[k]) for k in ("fx", "fy", "cx", "cy"))
+    values = sample_values(params, seed, fid)
+    out, t, airlight = render(image, depth, instance, intrinsics, params, values, name=fid)
+    boxes = np.asarray(item["boxes"], dtype=np.int64).reshape(-1, len(BOX_COLUMNS))
+    keep = list(range(len(boxes)))
+    min_t = math.nan
+    if t is not None and len(boxes):
+        trans = object_transmission(t, instance, boxes[:, 0], boxes[:, 2:6])
+        min_t = float(trans.min())
+        thresh = float((params.get("haze") or {}).get("min_transmission") or 0.0)
+        keep = [i for i in range(len(boxes)) if trans[i] >= thresh]
+    stats = dict(values)
+    a = airlight if airlight is not None else [math.nan] * 3
+    stats.update(airlight_r=a[0], airlight_g=a[1], airlight_b=a[2], n_boxes_in=len(boxes),
+                 n_dropped_low_transmission=len(boxes) - len(keep), min_object_transmission=min_t)
+    return out, stats, keep
+
+
+def process_frame(item: dict, *, params: dict, seed: int, tmp_dir: str, out_dir: str) -> dict:
+    """Worker: render, write image + labels into the temporary output, return the CSV row."""
+    image, stats, keep = render_frame(item, params, seed)
+    fid = item["frame_id"]
+    quality = stats.get("camera_jpeg_quality")
+    write_image(Path(tmp_dir) / "images" / f"{fid}.jpg", image,
+                jpeg_quality=DEFAULT_JPEG_QUALITY if quality is None else int(quality))
+    boxes = np.asarray(item["boxes"], dtype=np.int64).reshape(-1, len(BOX_COLUMNS))[keep]
+    text = format_labels(boxes[:, 1], boxes_to_yolo(boxes[:, 2], boxes[:, 3], boxes[:, 4], boxes[:, 5],
+                                                    int(item["width"]), int(item["height"]))) if len(boxes) else ""
+    (Path(tmp_dir) / "labels" / f"{fid}.txt").write_text(text)
+    row = {k: v for k, v in item.items() if k != "boxes"}
+    row.update(image=str(Path(out_dir) / "images" / f"{fid}.jpg"), label=str(Path(out_dir) / "labels" / f"{fid}.txt"),
+               n_boxes=len(boxes), **stats)
+    return row
+
+
+def summarise(rows: pd.DataFrame, params: dict) -> dict:
+    """The report: counts and the mean of every drawn value."""
+    means = {}
+    for col in (*VALUE_COLUMNS, "airlight_r", "airlight_g", "airlight_b"):
+        if col == "noise_seed" or col not in rows:
+            continue
+        vals = pd.to_numeric(rows[col], errors="coerce").dropna()
+        means[f"mean_{col}"] = float(vals.mean()) if len(vals) else None
+    blur = params.get("blur") or {}
+    return {
+        "frames": int(len(rows)),
+        "boxes_in": int(rows["n_boxes_in"].sum()) if len(rows) else 0,
+        "boxes_out": int(rows["n_boxes"].sum()) if len(rows) else 0,
+        "boxes_dropped_low_transmission": int(rows["n_dropped_low_transmission"].sum()) if len(rows) else 0,
+        "frames_with_drops": int((rows["n_dropped_low_transmission"] > 0).sum()) if len(rows) else 0,
+        "mode": blur.get("mode", "distance"), "targets": blur.get("targets", "all"),
+        "haze": bool((params.get("haze") or {}).get("enabled", True)),
+        **means,
+    }
+
+
+def run(dedupe_dir: str | Path, out_dir: str | Path, report: str | Path, params: dict, seed: int, workers: int) -> dict:
+    check_config(params)
+    items = read_frames(dedupe_dir)
+    rows = []
+    with atomic_dir(out_dir) as tmp:
+        (tmp / "images").mkdir()
+        (tmp / "labels").mkdir()
+        for row in map_frames(process_frame, items, workers=workers, desc="depth_blur", params=params, seed=seed,
+                              tmp_dir=str(tmp), out_dir=str(out_dir)):
+            rows.append(row)  # metadata only: pixels stay in the workers
+        table = pd.DataFrame(rows)
+        with atomic_file(tmp / "frames.csv") as fh:
+            table.to_csv(fh, index=False)
+    summary = summarise(table, params)
+    write_json(report, summary)
+    return summary
+
+
+def main(argv=None) -> None:
+    args = cli(argv)
+    p = load_params("blur", "haze", "camera", "seed", "compute")
+    params = {"blur": plain(p.blur), "haze": plain(p.haze), "camera": plain(p.camera)}
+    s = run(args.dedupe, args.out, args.report, params, int(p.seed), int(p.compute.workers))
+    print(f"depth_blur: {s['frames']} frames, kept {s['boxes_out']} of {s['boxes_in']} boxes "
+          f"({s['boxes_dropped_low_transmission']} dropped, transmission < haze.min_transmission)")
+
+
+if __name__ == "__main__":
+    entrypoint(main)

@@ -1,0 +1,394 @@
+"""Stage `style_transfer`: give the deduplicated synthetic frames the look of real KITTI frames.
+
+Style images come only from the real *train* split of ``<real>/real_frames.csv`` (the val split
+is held out for evaluation and is never read here). Each synthetic frame is paired with one
+style image (``style.pairing``: ``random`` — seeded by (seed, frame id) — or ``histogram`` —
+the nearest colour histogram), then styled with ``style.method``:
+
+- ``photoreal`` (default): segmentation-aware wavelet colour/detail transfer, no weights;
+- ``nst``: Gatys neural style transfer, coarse-to-fine (VGG16 per ``style.vgg_weights``);
+- ``wct2``: the WCT2 wavelet autoencoder with user checkpoints (``style.wct2_checkpoints``).
+
+Writes the variant dataset ``<out>/images/<frame_id>.jpg``, ``<out>/labels/<frame_id>.txt``
+(copied unchanged: styling never moves geometry), ``<out>/frames.csv`` (frame_id, image, label,
+style_image_id, method, steps, content_loss, style_loss, seconds, regions), the ``--report``
+JSON and, with ``--grid``, an image grid content | style | nst | photoreal.
+Params: style, seed, compute.device, compute.workers.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import time
+import zlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from sim2real.cli import entrypoint
+from sim2real.errors import ConfigError, DataError
+from sim2real.formats.images import read_gray_any, read_rgb, write_image
+from sim2real.formats.vkitti2 import read_class_seg
+from sim2real.io import atomic_dir, atomic_file, write_json
+from sim2real.parallel import map_frames
+from sim2real.params import load_params
+
+METHODS = ("photoreal", "nst", "wct2")
+CSV_COLUMNS = ["frame_id", "image", "label", "style_image_id", "method", "steps", "content_loss", "style_loss",
+               "seconds", "regions"]
+HIST_BINS = 8  # per RGB channel for histogram pairing
+_MODELS: dict = {}  # per-process cache of networks (workers build their own)
+
+
+def cli(argv=None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dedupe", required=True, help="dedupe output folder (frames.csv with image, label, class_seg)")
+    ap.add_argument("--real", required=True, help="ingest output folder (real_frames.csv)")
+    ap.add_argument("--out", required=True, help="variant dataset folder to write")
+    ap.add_argument("--report", required=True, help="summary JSON to write")
+    ap.add_argument("--grid", default=None, help="optional JPEG grid: content | style | nst | photoreal")
+    return ap.parse_args(argv)
+
+
+def plain(section) -> dict:
+    """A params Section as plain, picklable dicts."""
+    return {k: plain(v) if isinstance(v, dict) else v for k, v in dict(section).items()}
+
+
+# ---------------------------------------------------------------------------- inputs
+def read_content_frames(dedupe_dir: str | Path) -> list[dict]:
+    """Rows of ``<dedupe>/frames.csv`` (frame_id, image, label, class_seg when present)."""
+    path = Path(dedupe_dir) / "frames.csv"
+    if not path.is_file():
+        raise DataError(path, "not found (run the dedupe stage first)")
+    df = pd.read_csv(path, keep_default_na=False, dtype={"frame_id": str})
+    missing = sorted({"frame_id", "image", "label"} - set(df.columns))
+    if missing:
+        raise DataError(path, f"missing columns: {', '.join(missing)}")
+    if "class_seg" not in df.columns:
+        df["class_seg"] = ""
+    return [dict(frame_id=str(r.frame_id), image=str(r.image), label=str(r.label), class_seg=str(r.class_seg))
+            for r in df.itertuples()]
+
+
+def read_style_pool(real_dir: str | Path, semantic_only: bool = False) -> list[dict]:
+    """Real KITTI **train** rows of ``<real>/real_frames.csv``: image_id, image, semantic ('' if none).
+
+    Val rows are dropped here, before anything reads their pixels.
+    """
+    path = Path(real_dir) / "real_frames.csv"
+    if not path.is_file():
+        raise DataError(path, "not found (run the ingest stage first)")
+    df = pd.read_csv(path, keep_default_na=False, dtype={"image_id": str, "split": str})
+    missing = sorted({"image_id", "split", "image"} - set(df.columns))
+    if missing:
+        raise DataError(path, f"missing columns: {', '.join(missing)}")
+    bad = ~df["split"].isin(["train", "val"])
+    if bad.any():
+        i = int(np.argmax(bad.to_numpy()))
+        raise DataError(path, f"split must be train or val, got {df['split'].iloc[i]!r}", line=i + 2)
+    if "semantic" not in df.columns:
+        df["semantic"] = ""
+    train = df[df["split"] == "train"]
+    if semantic_only:
+        train = train[train["semantic"].astype(str) != ""]
+    if train.empty:
+        raise DataError(path, "no real train frames" + (" with a semantic map" if semantic_only else "") +
+                        " to use as style images")
+    return [dict(image_id=str(r.image_id), image=str(r.image), semantic=str(r.semantic)) for r in train.itertuples()]
+
+
+def colour_histogram(rgb_u8: np.ndarray, bins: int = HIST_BINS) -> np.ndarray:
+    """Normalised joint RGB histogram (bins³,) float32 of an 8× downsampled copy."""
+    h, w = rgb_u8.shape[:2]
+    small = cv2.resize(rgb_u8, (max(1, w // 8), max(1, h // 8)), interpolation=cv2.INTER_AREA)
+    q = (small.astype(np.int32) * bins) // 256
+    idx = (q[..., 0] * bins + q[..., 1]) * bins + q[..., 2]
+    hist = np.bincount(idx.ravel(), minlength=bins ** 3).astype(np.float32)
+    return hist / max(hist.sum(), 1.0)
+
+
+def _hist_item(item: dict) -> np.ndarray:
+    return colour_histogram(read_rgb(item["image"]))
+
+
+def frame_rng(seed: int, frame_id: str) -> np.random.Generator:
+    return np.random.default_rng([int(seed), zlib.crc32(frame_id.encode())])
+
+
+def pair_styles(frames: list[dict], pool: list[dict], pairing: str, seed: int, workers: int = 1) -> list[int]:
+    """Index into ``pool`` of each frame's style image.
+
+    ``random``: uniform draw from a generator seeded by (seed, frame id). ``histogram``: the pool
+    image with the smallest Hellinger distance between colour histograms (ties → lowest index).
+    """
+    if pairing == "random":
+        return [int(frame_rng(seed, f["frame_id"]).integers(len(pool))) for f in frames]
+    if pairing != "histogram":
+        raise ConfigError(f"params.yaml: style.pairing must be random or histogram, got {pairing!r}")
+    hp = np.sqrt(np.stack(list(map_frames(_hist_item, [dict(p, frame_id=p["image_id"]) for p in pool],
+                                          workers=workers, desc="style histograms"))))
+    hc = np.sqrt(np.stack(list(map_frames(_hist_item, frames, workers=workers, desc="content histograms"))))
+    d2 = (hc ** 2).sum(1)[:, None] + (hp ** 2).sum(1)[None, :] - 2 * hc @ hp.T
+    return [int(i) for i in np.argmin(np.round(d2, 6), axis=1)]
+
+
+# ---------------------------------------------------------------------------- per batch
+def _load_pair(item: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+    from sim2real.style.photoreal import coarse_from_cityscapes, coarse_from_vkitti2
+    content = read_rgb(item["image"])
+    style = read_rgb(item["style_image"])
+    c_lab = coarse_from_vkitti2(read_class_seg(item["class_seg"])) if item.get("class_seg") else None
+    s_lab = None
+    if item.get("style_semantic"):
+        ids = read_gray_any(item["style_semantic"])
+        if ids.ndim != 2:
+            raise DataError(item["style_semantic"], "semantic map must be one channel of Cityscapes label ids")
+        s_lab = coarse_from_cityscapes(ids)
+    if c_lab is not None and c_lab.shape != content.shape[:2]:
+        raise DataError(item["class_seg"], f"class map {c_lab.shape} does not match the image {content.shape[:2]}")
+    if s_lab is not None and s_lab.shape != style.shape[:2]:
+        raise DataError(item["style_semantic"], f"semantic map {s_lab.shape} does not match the image {style.shape[:2]}")
+    return content, style, c_lab, s_lab
+
+
+def _vgg(style_cfg: dict, seed: int, device: str):
+    from sim2real.style.nst import NSTConfig, build_features
+    from sim2real.style.weights import load_vgg16_features
+    cfg = NSTConfig.from_params(style_cfg["nst"])
+    key = ("vgg", str(style_cfg["vgg_weights"]), seed, device, cfg.content_layers, cfg.style_layers)
+    if key not in _MODELS:
+        net, source = load_vgg16_features(style_cfg["vgg_weights"], seed=seed)
+        _MODELS[key] = (build_features(net, cfg, device), source)
+    return (cfg, *_MODELS[key])
+
+
+def vgg_source(style_cfg: dict, seed: int) -> str:
+    """Where the VGG16 weights come from ("random" or a path); raises the documented error."""
+    from sim2real.style.weights import resolve_vgg16_weights
+    return str(resolve_vgg16_weights(style_cfg["vgg_weights"]))
+
+
+def stylize_photoreal(content, style, c_lab, s_lab, style_cfg: dict, rng):
+    """(output, content_loss, style_loss, regions) for one frame with the photoreal method."""
+    from sim2real.style.photoreal import PhotorealConfig, moment_mismatch, photoreal_transfer, region_labels
+    cfg = PhotorealConfig.from_params(style_cfg["photoreal"])
+    semantic = c_lab is not None and s_lab is not None
+    out = photoreal_transfer(content, style, c_lab if semantic else None, s_lab if semantic else None, cfg, rng=rng)
+    if semantic:
+        a_lab = c_lab
+        b_lab = cv2.resize(s_lab, (content.shape[1], content.shape[0]), interpolation=cv2.INTER_NEAREST)
+        n = 6
+    else:
+        n = max(1, cfg.region_bands)
+        a_lab = b_lab = region_labels(content.shape[0], content.shape[1], n)
+    style_r = cv2.resize(style, (content.shape[1], content.shape[0]), interpolation=cv2.INTER_AREA) \
+        if style.shape != content.shape else style
+    closs = float(np.mean((out.astype(np.float64) - content) ** 2) / 255.0 ** 2)
+    sloss = moment_mismatch(out, a_lab, style_r, b_lab, n_classes=n, min_pixels=cfg.min_pixels)
+    return out, closs, sloss, "semantic" if semantic else "bands"
+
+
+def stylize_nst(contents, styles, style_cfg: dict, seed: int, device: str):
+    """Fast NST of a batch of same-size frames → (outputs, content losses, style losses, steps)."""
+    import torch
+    from sim2real.style.nst import fast_nst, to_tensor, to_u8
+    cfg, feats, _ = _vgg(style_cfg, seed, device)
+    h, w = contents[0].shape[:2]
+    styles = [s if s.shape == contents[0].shape else cv2.resize(s, (w, h), interpolation=cv2.INTER_AREA)
+              for s in styles]
+    out, res = fast_nst(feats, to_tensor(contents, device), to_tensor(styles, device), cfg)
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return to_u8(out), res.content_loss.tolist(), res.style_loss.tolist(), res.steps
+
+
+def stylize_wct2(contents, styles, style_cfg: dict, device: str):
+    from sim2real.style.nst import to_tensor, to_u8
+    from sim2real.style.wct2 import load_wct2
+    key = ("wct2", str(style_cfg.get("wct2_checkpoints")), device)
+    if key not in _MODELS:
+        _MODELS[key] = load_wct2(style_cfg.get("wct2_checkpoints")).to(device)
+    h, w = contents[0].shape[:2]
+    styles = [s if s.shape == contents[0].shape else cv2.resize(s, (w, h), interpolation=cv2.INTER_AREA)
+              for s in styles]
+    return to_u8(_MODELS[key].stylize(to_tensor(contents, device), to_tensor(styles, device)))
+
+
+def process_batch(batch: dict, *, style_cfg: dict, seed: int, device: str, threads: int,
+                  tmp_dir: str, out_dir: str) -> list[dict]:
+    """Worker: style one batch of frames, write images + copied labels, return the CSV rows."""
+    import torch
+    torch.set_num_threads(max(1, int(threads)))
+    method = style_cfg["method"]
+    items = batch["frames"]
+    pairs = [_load_pair(it) for it in items]
+    rows_extra = []
+    outs = []
+    if method == "photoreal":
+        for it, (c, s, cl, sl) in zip(items, pairs):
+            t = time.perf_counter()
+            o, closs, sloss, regions = stylize_photoreal(c, s, cl, sl, style_cfg, frame_rng(seed, it["frame_id"]))
+            outs.append(o)
+            rows_extra.append(dict(steps=0, content_loss=closs, style_loss=sloss, regions=regions,
+                                   seconds=time.perf_counter() - t))
+    else:
+        # one graph per group of equal-size frames
+        groups: dict[tuple, list[int]] = {}
+        for i, (c, *_rest) in enumerate(pairs):
+            groups.setdefault(c.shape, []).append(i)
+        outs = [None] * len(items)
+        rows_extra = [None] * len(items)
+        for idx in groups.values():
+            t = time.perf_counter()
+            cs, ss = [pairs[i][0] for i in idx], [pairs[i][1] for i in idx]
+            if method == "nst":
+                res, lc, ls, steps = stylize_nst(cs, ss, style_cfg, seed, device)
+            else:  # wct2: one forward pass, no optimisation losses
+                res, steps = stylize_wct2(cs, ss, style_cfg, device), 0
+                lc = ls = [float("nan")] * len(idx)
+            sec = (time.perf_counter() - t) / len(idx)
+            for j, i in enumerate(idx):
+                outs[i] = res[j]
+                closs = lc[j] if method == "nst" else float(np.mean((res[j].astype(np.float64) - cs[j]) ** 2) / 255.0 ** 2)
+                rows_extra[i] = dict(steps=steps, content_loss=closs, style_loss=ls[j], regions="global", seconds=sec)
+    rows = []
+    for it, o, extra in zip(items, outs, rows_extra):
+        fid = it["frame_id"]
+        image = Path(tmp_dir) / "images" / f"{fid}.jpg"
+        write_image(image, o, jpeg_quality=int(style_cfg.get("jpeg_quality", 95)))
+        label_src = Path(it["label"])
+        if not label_src.is_file():
+            raise DataError(label_src, f"label file of frame {fid} not found")
+        shutil.copyfile(label_src, Path(tmp_dir) / "labels" / f"{fid}.txt")
+        rows.append(dict(frame_id=fid, image=str(Path(out_dir) / "images" / f"{fid}.jpg"),
+                         label=str(Path(out_dir) / "labels" / f"{fid}.txt"), style_image_id=it["style_image_id"],
+                         method=method, **extra))
+    return rows
+
+
+# ---------------------------------------------------------------------------- grid
+def _thumb(rgb: np.ndarray, width: int, title: str) -> np.ndarray:
+    h, w = rgb.shape[:2]
+    t = cv2.resize(rgb, (width, max(1, round(h * width / w))), interpolation=cv2.INTER_AREA)
+    t = np.ascontiguousarray(t)
+    cv2.putText(t, title, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 3, cv2.LINE_AA)
+    cv2.putText(t, title, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+    return t
+
+
+def make_grid(items: list[dict], style_cfg: dict, seed: int, device: str, width_px: int = 414) -> np.ndarray:
+    """Rows of content | style | nst | photoreal thumbnails for ``items`` (RGB uint8)."""
+    rows = []
+    for it in items:
+        c, s, cl, sl = _load_pair(it)
+        nst_out = stylize_nst([c], [s], style_cfg, seed, device)[0][0]
+        photo = stylize_photoreal(c, s, cl, sl, style_cfg, frame_rng(seed, it["frame_id"]))[0]
+        tiles = [_thumb(c, width_px, f"content {it['frame_id']}"), _thumb(s, width_px, f"style {it['style_image_id']}"),
+                 _thumb(nst_out, width_px, "nst"), _thumb(photo, width_px, "photoreal")]
+        h = min(t.shape[0] for t in tiles)
+        rows.append(np.concatenate([t[:h] for t in tiles], axis=1))
+    return np.concatenate(rows, axis=0)
+
+
+# ---------------------------------------------------------------------------- run
+def check_style_config(style_cfg: dict, device: str) -> None:
+    """Fail early, naming the param, before any frame is processed."""
+    method = style_cfg.get("method")
+    if method not in METHODS:
+        raise ConfigError(f"params.yaml: style.method must be one of {', '.join(METHODS)}, got {method!r}")
+    if int(style_cfg.get("batch_size", 1)) < 1:
+        raise ConfigError("params.yaml: style.batch_size must be >= 1")
+    if device not in ("cpu", "cuda"):
+        raise ConfigError(f"params.yaml: compute.device must be cpu or cuda, got {device!r}")
+    if device == "cuda":
+        import torch
+        if not torch.cuda.is_available():
+            raise ConfigError("params.yaml: compute.device is cuda but no CUDA device is available")
+    from sim2real.style.nst import NSTConfig
+    from sim2real.style.photoreal import PhotorealConfig
+    NSTConfig.from_params(style_cfg["nst"])
+    PhotorealConfig.from_params(style_cfg["photoreal"])
+
+
+def run(dedupe_dir, real_dir, out_dir, report, style_cfg: dict, seed: int, device: str, workers: int,
+        grid: str | Path | None = None) -> dict:
+    check_style_config(style_cfg, device)
+    method = style_cfg["method"]
+    t_start = time.perf_counter()
+    uses_vgg = method == "nst" or (grid is not None and int(style_cfg.get("grid_frames", 1)) > 0)
+    source = vgg_source(style_cfg, seed) if uses_vgg else None
+    if method == "wct2":
+        from sim2real.style.wct2 import load_wct2
+        load_wct2(style_cfg.get("wct2_checkpoints"))  # the clear error, before any work
+    frames = read_content_frames(dedupe_dir)
+    pool = read_style_pool(real_dir, bool(style_cfg.get("semantic_only", False)))
+    workers = 1 if device == "cuda" else max(1, int(workers))
+    pick = pair_styles(frames, pool, str(style_cfg.get("pairing", "random")), seed, workers)
+    for f, k in zip(frames, pick):
+        f.update(style_image_id=pool[k]["image_id"], style_image=pool[k]["image"], style_semantic=pool[k]["semantic"])
+    bs = int(style_cfg.get("batch_size", 1))
+    batches = [dict(frame_id=f"{frames[i]['frame_id']}..{frames[min(i + bs, len(frames)) - 1]['frame_id']}",
+                    frames=frames[i:i + bs]) for i in range(0, len(frames), bs)]
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    rows: list[dict] = []
+    with atomic_dir(out_dir) as tmp:
+        (tmp / "images").mkdir()
+        (tmp / "labels").mkdir()
+        for batch_rows in map_frames(process_batch, batches, workers=workers, desc=f"style_transfer ({method})",
+                                     style_cfg=style_cfg, seed=seed, device=device, threads=threads,
+                                     tmp_dir=str(tmp), out_dir=str(out_dir)):
+            rows.extend(batch_rows)
+        table = pd.DataFrame(rows, columns=CSV_COLUMNS)
+        with atomic_file(tmp / "frames.csv") as fh:
+            table.to_csv(fh, index=False, float_format="%.6g")
+    if grid is not None:
+        n = max(1, int(style_cfg.get("grid_frames", 1)))
+        img = make_grid(frames[:n], style_cfg, seed, device)
+        tmp_grid = Path(grid).with_name(f".{Path(grid).name}.tmp-{os.getpid()}.jpg")
+        tmp_grid.parent.mkdir(parents=True, exist_ok=True)
+        write_image(tmp_grid, img, jpeg_quality=90)
+        os.replace(tmp_grid, grid)
+    summary = summarise(table, style_cfg, source, device, pool, time.perf_counter() - t_start)
+    write_json(report, summary)
+    return summary
+
+
+def summarise(table: pd.DataFrame, style_cfg: dict, source: str | None, device: str, pool: list[dict],
+              seconds: float) -> dict:
+    def mean(col):
+        v = pd.to_numeric(table[col], errors="coerce").dropna()
+        return float(v.mean()) if len(v) else None
+    return {
+        "method": style_cfg["method"],
+        "pairing": style_cfg.get("pairing", "random"),
+        "frames": int(len(table)),
+        "style_pool_train_frames": len(pool),
+        "style_pool_with_semantic": sum(1 for p in pool if p["semantic"]),
+        "style_images_used": int(table["style_image_id"].nunique()) if len(table) else 0,
+        "frames_semantic_regions": int((table["regions"] == "semantic").sum()) if len(table) else 0,
+        "vgg_weights": source,
+        "device": device,
+        "mean_steps": mean("steps"),
+        "mean_content_loss": mean("content_loss"),
+        "mean_style_loss": mean("style_loss"),
+        "mean_seconds_per_frame": mean("seconds"),
+        "stage_seconds": round(seconds, 3),
+    }
+
+
+def main(argv=None) -> None:
+    args = cli(argv)
+    p = load_params("style", "seed", "compute")
+    s = run(args.dedupe, args.real, args.out, args.report, plain(p.style), int(p.seed), str(p.compute.device),
+            int(p.compute.workers), grid=args.grid)
+    note = " (VGG16 weights: random)" if s["vgg_weights"] == "random" else ""
+    print(f"style_transfer: {s['frames']} frames with {s['method']}, {s['style_images_used']} style images "
+          f"from {s['style_pool_train_frames']} real train frames{note}")
+
+
+if __name__ == "__main__":
+    entrypoint(main)

@@ -1,0 +1,77 @@
+"""Tiny synthetic detection data for the detect tests: a variant dataset and a real-KITTI split."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from sim2real.formats import kitti, yolo
+from sim2real.formats.images import write_image
+
+W, H = 320, 96
+
+
+def _scene(rng: np.random.Generator, n_cars: int):
+    img = np.full((H, W, 3), 90, np.uint8)
+    img[H // 2:] = 60  # road
+    boxes = []
+    for _ in range(n_cars):
+        w = int(rng.integers(40, 70)); h = int(rng.integers(28, 44))
+        x = int(rng.integers(0, W - w)); y = int(rng.integers(H // 2 - h // 2, H - h))
+        img[y:y + h, x:x + w] = (200, 40, 40)
+        img[y + h - 6:y + h, x + 4:x + 12] = 10
+        boxes.append((x, y, x + w, y + h))
+    return img, boxes
+
+
+def make_variant(root: Path, name: str, n: int = 8, seed: int = 0, relative_to: Path | None = None) -> Path:
+    """A variant dataset ``root/name`` (frames.csv with frame_id, image, label; YOLO labels)."""
+    rng = np.random.default_rng(seed)
+    folder = root / name
+    rows = []
+    for i in range(n):
+        fid = f"Scene01_clone_{i:05d}"
+        img, boxes = _scene(rng, 2)
+        ip = folder / "images" / f"{fid}.jpg"
+        lp = folder / "labels" / f"{fid}.txt"
+        write_image(ip, img)
+        b = np.array(boxes, float)
+        yolo.write_labels(lp, [0] * len(b), yolo.boxes_to_yolo(b[:, 0], b[:, 1], b[:, 2], b[:, 3], W, H))
+        base = relative_to or Path.cwd()
+        rows.append({"frame_id": fid, "image": str(ip.resolve().relative_to(base.resolve())) if relative_to else str(ip),
+                     "label": str(lp.resolve().relative_to(base.resolve())) if relative_to else str(lp)})
+    pd.DataFrame(rows).to_csv(folder / "frames.csv", index=False)
+    return folder
+
+
+def kitti_rows(boxes, types=None, occluded=None) -> pd.DataFrame:
+    n = len(boxes)
+    b = np.asarray(boxes, float).reshape(n, 4)
+    df = pd.DataFrame({"type": types or ["Car"] * n, "truncated": 0.0, "occluded": occluded or [0] * n,
+                       "alpha": -10.0, "left": b[:, 0], "top": b[:, 1], "right": b[:, 2], "bottom": b[:, 3]})
+    for c in ("h", "w", "l", "x", "y", "z", "rotation_y"):
+        df[c] = -1.0
+    return df
+
+
+def make_real(root: Path, n: int = 6, seed: int = 1) -> Path:
+    """A miniature real-KITTI training folder + ``real_frames.csv`` (all frames split val, plus one train)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n + 1):
+        iid = f"{i:06d}"
+        img, boxes = _scene(rng, 2)
+        ip = root / "training" / "image_2" / f"{iid}.png"
+        lp = root / "training" / "label_2" / f"{iid}.txt"
+        write_image(ip, img)
+        types = ["Car", "Van"][: len(boxes)]
+        df = kitti_rows(boxes, types)
+        dc = kitti_rows([(0, 0, 20, 20)], ["DontCare"])
+        ped = kitti_rows([(250, 10, 262, 40)], ["Pedestrian"])
+        kitti.write_label(lp, pd.concat([df, dc, ped], ignore_index=True))
+        rows.append({"image_id": iid, "split": "train" if i == n else "val", "image": str(ip), "label": str(lp),
+                     "calib": "", "semantic": "", "width": W, "height": H})
+    csv = root / "real_frames.csv"
+    pd.DataFrame(rows).to_csv(csv, index=False)
+    return csv

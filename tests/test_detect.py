@@ -1,0 +1,244 @@
+"""sim2real.detect: datasets (linking, mix, real-KITTI conversion), offline settings, training args,
+KITTI result writing, and one tiny real train + evaluate through the stage entry points."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from detect_fixtures import H, W, kitti_rows, make_real, make_variant
+from sim2real.detect import datasets, offline
+from sim2real.detect.predict import detections_frame
+from sim2real.detect.train import TrainConfig, resolve_weights, results_table, train_args
+from sim2real.errors import ConfigError, DataError
+from sim2real.formats import kitti, yolo
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_build_train_set_links_images_and_copies_labels(tmp_path):
+    src = make_variant(tmp_path / "aug", "depth_blur", n=4)
+    out = tmp_path / "ds"
+    table = datasets.build_train_set([src], out, n_classes=3)
+    assert len(table) == 4 and (table["n_boxes"] == 2).all()
+    frames = pd.read_csv(src / "frames.csv")
+    for fid, img in zip(frames["frame_id"], frames["image"]):
+        linked = out / "images" / f"{fid}.jpg"
+        assert os.stat(linked).st_ino == os.stat(img).st_ino  # a hard link, not a copy
+        assert (out / "labels" / f"{fid}.txt").read_text() == (src / "labels" / f"{fid}.txt").read_text()
+    assert (out / "frames.csv").is_file()
+
+
+def test_link_falls_back_to_copy(tmp_path, monkeypatch):
+    import errno
+    src = tmp_path / "a.jpg"
+    src.write_bytes(b"x" * 10)
+
+    def no_link(a, b):
+        raise OSError(errno.EXDEV, "cross-device link")
+    monkeypatch.setattr(os, "link", no_link)
+    assert datasets.link_or_copy(src, tmp_path / "b" / "a.jpg") == "copy"
+    assert (tmp_path / "b" / "a.jpg").read_bytes() == b"x" * 10
+
+
+def test_build_train_set_rejects_bad_class_and_missing_image(tmp_path):
+    src = make_variant(tmp_path / "aug", "v", n=2)
+    lab = sorted((src / "labels").glob("*.txt"))[0]
+    lab.write_text("5 0.5 0.5 0.1 0.1\n")
+    with pytest.raises(DataError, match=r"class id 5 outside 0..2"):
+        datasets.build_train_set([src], tmp_path / "o1", n_classes=3)
+    src2 = make_variant(tmp_path / "aug2", "v", n=2)
+    next((src2 / "images").glob("*.jpg")).unlink()
+    with pytest.raises(DataError, match="not found"):
+        datasets.build_train_set([src2], tmp_path / "o2", n_classes=3)
+    (src2 / "frames.csv").write_text("frame_id,image\nx,y\n")
+    with pytest.raises(DataError, match="missing column"):
+        datasets.build_train_set([src2], tmp_path / "o3", n_classes=3)
+
+
+def test_paths_relative_to_the_dataset_folder_are_resolved(tmp_path):
+    src = make_variant(tmp_path / "aug", "rel", n=2, relative_to=tmp_path / "aug" / "rel")
+    table = datasets.build_train_set([src], tmp_path / "o", n_classes=3)
+    assert len(table) == 2
+
+
+@pytest.mark.parametrize("n_sources", [2, 4])
+def test_mix_selection_partitions_frames_at_one_over_n(n_sources):
+    ids = [f"f{i}" for i in range(400)]
+    masks = np.stack([datasets.mix_selection(ids, k, 1 / n_sources, seed=3) for k in range(n_sources)])
+    assert (masks.sum(axis=0) == 1).all()          # every frame exactly once
+    assert (masks.sum(axis=1) > 400 / n_sources * 0.7).all()  # roughly balanced
+    everything = np.stack([datasets.mix_selection(ids, k, 1.0, seed=3) for k in range(n_sources)])
+    assert everything.all()
+    # deterministic, and the seed matters
+    assert np.array_equal(datasets.mix_selection(ids, 0, 1 / n_sources, 3), masks[0])
+    assert not (datasets.mix_selection(ids, 0, 0.5, 4) == datasets.mix_selection(ids, 0, 0.5, 3)).all()
+    with pytest.raises(ConfigError, match="mix.fraction"):
+        datasets.mix_selection(ids, 0, 0.0, 3)
+
+
+def test_build_mix_writes_a_variant_dataset(tmp_path):
+    a = make_variant(tmp_path / "aug", "a", n=10, seed=1)
+    b = make_variant(tmp_path / "aug", "b", n=10, seed=2)
+    table = datasets.build_mix([a, b], tmp_path / "tmpmix", fraction=0.5, seed=0, final_dir=tmp_path / "mix")
+    assert len(table) == 10                               # a partition of the 10 base frames
+    assert sorted(table["base_frame_id"]) == sorted(pd.read_csv(a / "frames.csv")["frame_id"])
+    assert set(table["source"]) <= {"a", "b"}
+    assert table["image"].str.startswith(str(tmp_path / "mix")).all()
+    (tmp_path / "tmpmix").rename(tmp_path / "mix")
+    # the mix is itself a valid variant dataset
+    assert len(datasets.build_train_set([tmp_path / "mix"], tmp_path / "ds", n_classes=3)) == 10
+
+
+def test_kitti_to_yolo_class_map_drops_others_and_clips():
+    df = kitti_rows([(10, 10, 50, 40), (0, 0, 20, 20), (300, 50, 340, 90), (5, 5, 15, 30)],
+                    ["Car", "DontCare", "Truck", "Pedestrian"])
+    ids, boxes = datasets.kitti_to_yolo(df, ["Car", "Van", "Truck"], W, H)
+    assert ids == [0, 2]
+    assert boxes[0] == pytest.approx([30 / W, 25 / H, 40 / W, 30 / H])
+    # the truck is clipped to the image's right edge (x 300..320)
+    assert boxes[1] == pytest.approx([310 / W, 70 / H, 20 / W, 40 / H])
+
+
+def test_build_real_val_keeps_kitti_labels_and_converts(tmp_path):
+    csv = make_real(tmp_path / "kitti", n=3)
+    out = tmp_path / "val"
+    table = datasets.build_real_val(csv, out, ["Car", "Van", "Truck"])
+    assert len(table) == 3                                  # the split == train frame is left out
+    for iid in table["image_id"]:
+        original = kitti.read_label(tmp_path / "kitti" / "training" / "label_2" / f"{iid}.txt")
+        kept = kitti.read_label(out / "kitti_labels" / f"{iid}.txt")
+        assert (kept["type"] == "DontCare").sum() == 1 and len(kept) == len(original)
+        y = yolo.read_labels(out / "labels" / f"{iid}.txt")
+        assert sorted(y["cls"]) == [0, 1]                   # Car, Van; DontCare and Pedestrian dropped
+    with pytest.raises(DataError, match="split == 'test'"):
+        datasets.build_real_val(csv, tmp_path / "v2", ["Car"], split="test")
+
+
+def test_ultralytics_view_keeps_caches_outside_the_dataset(tmp_path):
+    src = make_variant(tmp_path / "aug", "v", n=3)
+    ds = tmp_path / "ds"
+    datasets.build_train_set([src], ds, n_classes=3)
+    val = tmp_path / "val"
+    datasets.build_real_val(make_real(tmp_path / "kitti", n=2), val, ["Car", "Van", "Truck"])
+    scratch = tmp_path / "scratch"
+    data_yaml = datasets.stage_for_ultralytics(scratch, ds, val, ["Car", "Van", "Truck"])
+    data = yaml.safe_load(data_yaml.read_text())
+    assert data["names"] == {0: "Car", 1: "Van", 2: "Truck"}
+    train_imgs = sorted((scratch / "images" / "train").iterdir())
+    assert len(train_imgs) == 3 and all(p.is_symlink() for p in train_imgs)
+    assert (scratch / "labels" / "val").is_dir() and not (scratch / "labels" / "val").is_symlink()
+
+
+def test_train_config_validates_params():
+    cfg = TrainConfig.from_params({"model": "yolov5l-p6.yaml", "imgsz": 1280, "device": "0", "amp": True})
+    args = train_args(cfg, Path("/x/data.yaml"), Path("/x/run"))
+    assert args["amp"] is True and args["imgsz"] == 1280 and args["plots"] is False
+    cpu = TrainConfig.from_params({"device": "cpu", "amp": True})
+    assert train_args(cpu, Path("d.yaml"), Path("/x/run"))["amp"] is False   # never AMP on CPU
+    with pytest.raises(ConfigError, match="train.nope"):
+        TrainConfig.from_params({"nope": 1})
+    with pytest.raises(ConfigError, match="model yaml"):
+        TrainConfig.from_params({"model": "yolov5l6.pt"})
+
+
+def test_resolve_weights_local_cache_and_clear_error(tmp_path, monkeypatch):
+    assert resolve_weights(None, tmp_path, False) is None
+    w = tmp_path / "w.pt"
+    w.write_bytes(b"0")
+    assert resolve_weights(str(w), tmp_path / "cache", False) == w
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "yolov5lu.pt").write_bytes(b"0")
+    assert resolve_weights("yolov5lu.pt", tmp_path / "cache", False) == tmp_path / "cache" / "yolov5lu.pt"
+    with pytest.raises(ConfigError, match="train.weights='yolo11x.pt'.*train.download"):
+        resolve_weights("yolo11x.pt", tmp_path / "cache", False)
+
+
+def test_albumentations_guard(monkeypatch):
+    offline.assert_no_albumentations()                    # not installed here
+    import importlib.util
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n: object() if n == "albumentations" else real(n))
+    with pytest.raises(RuntimeError, match="albumentations"):
+        offline.assert_no_albumentations()
+
+
+def test_offline_settings_are_explicit_in_a_subprocess(tmp_path):
+    code = ("import json, os, sys; from sim2real.detect import offline; v = offline.configure(sys.argv[1]);"
+            "from ultralytics.utils import SETTINGS, is_online; import ultralytics.data.utils as du;"
+            "print(json.dumps({'file': str(SETTINGS.file), 's': dict(SETTINGS), 'online': is_online(),"
+            "'font': str(du.check_font('Arial.ttf')), 'off': os.environ['YOLO_OFFLINE']}))")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("YOLO_")}
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "run")], capture_output=True, text=True,
+                         check=True, env=env, cwd=ROOT)
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    assert res["file"].startswith(str((tmp_path / "run").resolve()))
+    assert Path(res["file"]).is_file()
+    s = res["s"]
+    assert s["sync"] is False and all(s[k] is False for k in offline.INTEGRATIONS)
+    assert s["runs_dir"].startswith(str((tmp_path / "run").resolve()))
+    assert res["online"] is False and res["off"] == "true"
+    assert res["font"].endswith("DejaVuSans.ttf") and Path(res["font"]).is_file()
+
+
+def test_detections_roundtrip_as_kitti_results(tmp_path):
+    df = detections_frame(np.array([[1.5, 2.25, 30.0, 40.0]]), np.array([2.0]), np.array([0.87654]),
+                          {0: "Car", 1: "Van", 2: "Truck"})
+    kitti.write_label(tmp_path / "000001.txt", df)
+    back = kitti.read_label(tmp_path / "000001.txt")
+    assert back["type"].tolist() == ["Truck"]
+    assert back[["left", "top", "right", "bottom"]].to_numpy()[0] == pytest.approx([1.5, 2.25, 30.0, 40.0], abs=0.01)
+    assert back["score"].iloc[0] == pytest.approx(0.8765, abs=1e-4)
+
+
+def test_results_table_strips_and_drops_time(tmp_path):
+    (tmp_path / "r.csv").write_text("  epoch,  time, train/box_loss\n1, 3.2, 0.5\n")
+    t = results_table(tmp_path / "r.csv")
+    assert list(t.columns) == ["epoch", "train/box_loss"]
+
+
+@pytest.mark.slow
+def test_tiny_train_and_evaluate_through_the_stages(tmp_path):
+    """A real 1-epoch ultralytics run at 64 px through stages.train and stages.evaluate."""
+    make_variant(tmp_path / "data" / "aug", "v", n=8)
+    csv = make_real(tmp_path / "data" / "kitti", n=4)
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["train"].update(imgsz=64, epochs=1, batch=8)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "WANDB_MODE": "offline", "SIM2REAL_NO_PROGRESS": "1",
+           "SIM2REAL_WANDB_ROOT": str(tmp_path)}
+
+    def stage(*args):
+        return subprocess.run([sys.executable, "-m", *args], cwd=tmp_path, env=env, capture_output=True, text=True)
+    for args in (("stages.build_dataset", "variant", "--name", "v", "--src", "data/aug/v", "--out", "data/datasets/v"),
+                 ("stages.build_dataset", "val", "--real-frames", str(csv), "--out", "data/real_val"),
+                 ("stages.train", "--variant", "v", "--data", "data/datasets/v", "--val", "data/real_val",
+                  "--out", "data/train/v", "--plots", "reports/train/v.csv"),
+                 ("stages.evaluate", "--variant", "v", "--weights", "data/train/v/weights/best.pt", "--val",
+                  "data/real_val", "--out", "data/eval/v", "--metrics", "reports/metrics/v.json")):
+        r = stage(*args)
+        assert r.returncode == 0, r.stderr[-3000:]
+    assert (tmp_path / "data/train/v/weights/best.pt").is_file()
+    assert not (tmp_path / "data/train/v/weights/last.pt").exists()
+    assert not list((tmp_path / "data").rglob("*.cache"))       # ultralytics caches stayed in scratch
+    plots = pd.read_csv(tmp_path / "reports/train/v.csv")
+    assert list(plots["epoch"]) == [1] and "metrics/mAP50(B)" in plots.columns
+    m = json.loads((tmp_path / "reports/metrics/v.json").read_text())
+    assert m["val_images"] == 4 and set(m["kitti"]) == {"Car"}
+    assert np.isfinite(m["kitti"]["Car"]["moderate"]) and np.isfinite(m["mAP50"]["all"])
+    dets = sorted(p.name for p in (tmp_path / "data/eval/v/detections").iterdir())
+    assert dets == [f"{i:06d}.txt" for i in range(4)]
+    # one offline W&B run per stage for this variant
+    runs = sorted((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(runs) == 2
+    # a missing weights file is one clear line
+    r = stage("stages.evaluate", "--variant", "v", "--weights", "nope.pt", "--val", "data/real_val",
+              "--out", "data/eval/x", "--metrics", "reports/metrics/x.json")
+    assert r.returncode == 1 and "nope.pt: trained weights not found" in r.stderr
