@@ -8,6 +8,8 @@ export PATH := $(abspath $(BIN)):$(PATH)
 export YOLO_OFFLINE := true
 export WANDB_MODE ?= offline
 export SIM2REAL_NO_PROGRESS ?= 0
+# OpenMP threads that busy-wait make torch up to 20x slower when processes share the cores
+export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: install repro test bench clean chromium
 

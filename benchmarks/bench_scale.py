@@ -201,6 +201,15 @@ def build_world(repo: Path, n: int, gen_workers: int, use_dvc: bool, unique: int
     return res
 
 
+def dirs_kwargs(fn, tmp: Path, final: str) -> dict:
+    """The stage function's (temporary output, final output) keyword arguments, by name."""
+    import inspect
+    names = inspect.signature(fn).parameters
+    if "final_dir" in names:
+        return {"out_dir": str(tmp), "final_dir": final}
+    return {"tmp_dir": str(tmp), "out_dir": final}
+
+
 def run_backend(repo: Path, label: str, workers: int, scheduler, out: Path, limit: int | None) -> dict:
     """depth_blur's per-frame function over the frames with one backend; time, RSS, digest."""
     from sim2real.io import tree_digest
@@ -221,8 +230,8 @@ def run_backend(repo: Path, label: str, workers: int, scheduler, out: Path, limi
         with PeakRSS() as mem:
             t0 = time.perf_counter()
             n = sum(1 for _ in map_frames(process_frame, items, workers=workers, scheduler=scheduler, desc=label,
-                                          batch_size=4, params=params, seed=int(p.seed), tmp_dir=str(out),
-                                          out_dir="data/aug/depth_blur"))
+                                          batch_size=4, params=params, seed=int(p.seed),
+                                          **dirs_kwargs(process_frame, out, "data/aug/depth_blur")))
             secs = time.perf_counter() - t0
         return {"backend": label, "frames": n, "seconds": round(secs, 2), "frames_per_s": round(n / secs, 3),
                 "cpu_s": round(mem.cpu_s, 2), "cpu_ms_per_frame": round(1000 * mem.cpu_s / max(n, 1), 1),
@@ -238,6 +247,9 @@ def main(argv=None) -> None:
                     help="processes for generating the demo world (not part of the measurement)")
     ap.add_argument("--limit", type=int, default=None, help="process only the first K frames (throughput only)")
     ap.add_argument("--no-dask", action="store_true")
+    ap.add_argument("--dask-malloc-trim", action="store_true",
+                    help="keep Dask's default MALLOC_TRIM_THRESHOLD_=65536 in workers (default: unset)")
+    ap.add_argument("--dask-profile", action="store_true", help="keep Dask's worker profiler on (default off)")
     ap.add_argument("--no-dvc", action="store_true", help="build the world with python -m stages.* (no dvc status)")
     ap.add_argument("--json", default=None, help="also write the results here")
     ap.add_argument("--unique-per-scene", type=int, default=100,
@@ -264,7 +276,15 @@ def main(argv=None) -> None:
             runs.append(run_backend(repo, label, w, "local", work / "out", args.limit))
             print({k: v for k, v in runs[-1].items() if k != "digest"}, flush=True)
         if not args.no_dask:
+            import dask
             from distributed import Client, LocalCluster
+            # the worker's statistical profiler samples every 10 ms: off unless asked for. Dask's
+            # nanny sets MALLOC_TRIM_THRESHOLD_=65536 in workers, which turns off glibc's dynamic mmap
+            # threshold: every large image array is then a fresh mmap + page faults (measured here:
+            # ~1.5x the CPU per frame). Unset unless asked for (see README, section scale).
+            dask.config.set({"distributed.worker.profile.enabled": bool(args.dask_profile)})
+            if not args.dask_malloc_trim:
+                dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None})
             with LocalCluster(n_workers=2, processes=True, threads_per_worker=1, host="127.0.0.1",
                               dashboard_address=None, silence_logs=40) as lc, Client(lc) as client:
                 import importlib

@@ -470,7 +470,9 @@ def compute_options(compute: Any, data: Any = None, *, stage: str | None = None)
 
     Reads ``compute.workers``, ``compute.scheduler``, ``compute.batch_size``,
     ``compute.max_in_flight``, ``compute.resume`` (needs ``stage`` for the scratch folder) and
-    ``data.on_error``; keys that are absent get the defaults. Usage::
+    ``data.on_error``; keys that are absent get the defaults. Pass ``data`` only from a stage that
+    handles :class:`Skipped` markers (with :class:`SkipLog`); without it ``on_error`` is ``fail``.
+    Usage::
 
         for rec in map_frames(fn, items, desc="depth_blur", **compute_options(p.compute, p.data, stage="depth_blur"), ...):
     """

@@ -231,6 +231,8 @@ class Tracker:
         if self.run is not None:
             self.run.finish(exit_code=0 if exc_type is None else 1)
             self.run = None
+            if self._run_dir is not None:
+                _wait_for_run_file(self._run_dir)
 
     # ------------------------------------------------------------------ logging
     def log(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
@@ -318,6 +320,34 @@ def _wandb_records(path: Path) -> list[bytes]:
             out.append(buf + chunk)
             buf = b""
     return out
+
+
+def _has_exit_record(path: Path) -> bool:
+    from wandb.proto import wandb_internal_pb2
+    for raw in reversed(_wandb_records(path)):
+        rec = wandb_internal_pb2.Record()
+        rec.ParseFromString(raw)
+        if rec.WhichOneof("record_type") == "exit":
+            return True
+    return False
+
+
+def _wait_for_run_file(run_dir: Path, timeout_s: float = 30.0) -> bool:
+    """Wait until wandb's service has written the run's exit record (``finish()`` can return
+    before the file is flushed under load), so the run directory is complete when the stage ends."""
+    import time
+    deadline = time.monotonic() + timeout_s
+    while True:
+        files = sorted(run_dir.glob("run-*.wandb"))
+        try:
+            if files and _has_exit_record(files[0]):
+                return True
+        except Exception:  # noqa: BLE001 - a half-written record: keep waiting
+            pass
+        if time.monotonic() > deadline:
+            warnings.warn(f"{run_dir}: W&B run file not complete after {timeout_s:.0f} s", stacklevel=3)
+            return False
+        time.sleep(0.05)
 
 
 def read_offline_run(run_dir: str | Path) -> dict:

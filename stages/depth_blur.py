@@ -26,7 +26,7 @@ from sim2real.formats.images import read_rgb, write_image
 from sim2real.formats.vkitti2 import read_depth_m, read_instance_seg
 from sim2real.formats.yolo import boxes_to_yolo, format_labels
 from sim2real.io import atomic_dir, atomic_file, write_json
-from sim2real.parallel import map_frames
+from sim2real.parallel import compute_options, map_frames
 from sim2real.params import load_params
 from sim2real.physics.frame import VALUE_COLUMNS, check_config, object_transmission, render, sample_values
 
@@ -78,9 +78,12 @@ def read_frames(dedupe_dir: str | Path) -> list[dict]:
 def render_frame(item: dict, params: dict, seed: int) -> tuple[np.ndarray, dict, list[int]]:
     """Render one frame: (image uint8, drawn values + stats, indices of the boxes to keep)."""
     fid = item["frame_id"]
-    image = read_rgb(item["image"])
-    depth = read_depth_m(item["depth"])
-    instance = read_instance_seg(item["instance_seg"]) if item.get("instance_seg") else None
+    try:
+        image = read_rgb(item["image"])
+        depth = read_depth_m(item["depth"])
+        instance = read_instance_seg(item["instance_seg"]) if item.get("instance_seg") else None
+    except DataError as exc:  # keep the file, add the frame
+        raise DataError(exc.path, f"frame {fid}: {exc.reason}", line=exc.line) from None
     if image.shape[1] != int(item["width"]) or image.shape[0] != int(item["height"]):
         raise DataError(f"frame {fid}", f"image is {image.shape[1]}x{image.shape[0]}, frames.csv says "
                                         f"{item['width']}x{item['height']}")
@@ -102,19 +105,20 @@ def render_frame(item: dict, params: dict, seed: int) -> tuple[np.ndarray, dict,
     return out, stats, keep
 
 
-def process_frame(item: dict, *, params: dict, seed: int, tmp_dir: str, out_dir: str) -> dict:
-    """Worker: render, write image + labels into the temporary output, return the CSV row."""
+def process_frame(item: dict, *, params: dict, seed: int, out_dir: str, final_dir: str) -> dict:
+    """Worker: render, write image + labels into ``out_dir`` (the temporary output), return the
+    CSV row, whose paths point into ``final_dir`` (the output once renamed into place)."""
     image, stats, keep = render_frame(item, params, seed)
     fid = item["frame_id"]
     quality = stats.get("camera_jpeg_quality")
-    write_image(Path(tmp_dir) / "images" / f"{fid}.jpg", image,
+    write_image(Path(out_dir) / "images" / f"{fid}.jpg", image,
                 jpeg_quality=DEFAULT_JPEG_QUALITY if quality is None else int(quality))
     boxes = np.asarray(item["boxes"], dtype=np.int64).reshape(-1, len(BOX_COLUMNS))[keep]
     text = format_labels(boxes[:, 1], boxes_to_yolo(boxes[:, 2], boxes[:, 3], boxes[:, 4], boxes[:, 5],
                                                     int(item["width"]), int(item["height"]))) if len(boxes) else ""
-    (Path(tmp_dir) / "labels" / f"{fid}.txt").write_text(text)
+    (Path(out_dir) / "labels" / f"{fid}.txt").write_text(text)
     row = {k: v for k, v in item.items() if k != "boxes"}
-    row.update(image=str(Path(out_dir) / "images" / f"{fid}.jpg"), label=str(Path(out_dir) / "labels" / f"{fid}.txt"),
+    row.update(image=str(Path(final_dir) / "images" / f"{fid}.jpg"), label=str(Path(final_dir) / "labels" / f"{fid}.txt"),
                n_boxes=len(boxes), **stats)
     return row
 
@@ -140,15 +144,20 @@ def summarise(rows: pd.DataFrame, params: dict) -> dict:
     }
 
 
-def run(dedupe_dir: str | Path, out_dir: str | Path, report: str | Path, params: dict, seed: int, workers: int) -> dict:
+def run(dedupe_dir: str | Path, out_dir: str | Path, report: str | Path, params: dict, seed: int, workers: int = 1,
+        **map_options) -> dict:
+    """The stage: every frame of ``dedupe_dir`` -> the variant dataset ``out_dir`` + ``report``.
+
+    ``map_options`` go to :func:`sim2real.parallel.map_frames` (scheduler, batch_size, resume_dir, ...).
+    """
     check_config(params)
     items = read_frames(dedupe_dir)
     rows = []
     with atomic_dir(out_dir) as tmp:
         (tmp / "images").mkdir()
         (tmp / "labels").mkdir()
-        for row in map_frames(process_frame, items, workers=workers, desc="depth_blur", params=params, seed=seed,
-                              tmp_dir=str(tmp), out_dir=str(out_dir)):
+        for row in map_frames(process_frame, items, workers=workers, desc="depth_blur", **map_options,
+                              params=params, seed=seed, out_dir=str(tmp), final_dir=str(out_dir)):
             rows.append(row)  # metadata only: pixels stay in the workers
         table = pd.DataFrame(rows)
         with atomic_file(tmp / "frames.csv") as fh:
@@ -162,7 +171,8 @@ def main(argv=None) -> None:
     args = cli(argv)
     p = load_params("blur", "haze", "camera", "seed", "compute")
     params = {"blur": plain(p.blur), "haze": plain(p.haze), "camera": plain(p.camera)}
-    s = run(args.dedupe, args.out, args.report, params, int(p.seed), int(p.compute.workers))
+    opts = compute_options(p.compute, stage="depth_blur")  # workers; Dask scheduler / resume when set
+    s = run(args.dedupe, args.out, args.report, params, int(p.seed), **opts)
     print(f"depth_blur: {s['frames']} frames, kept {s['boxes_out']} of {s['boxes_in']} boxes "
           f"({s['boxes_dropped_low_transmission']} dropped, transmission < haze.min_transmission)")
 

@@ -131,6 +131,9 @@ def main(argv=None) -> None:
     sims = list(map_frames(stats_one, sim_work, workers=workers,
                            desc=f"gap {args.variant} sim", settings=settings))
     reals = list(map_frames(stats_one, real_work, workers=workers, desc="gap real", settings=settings))
+    import torch
+    # small demo-sized sets: extra intra-op threads only spin (about 2 s of CPU on 40 images)
+    torch.set_num_threads(max(1, min(torch.get_num_threads(), (len(sims) + len(reals)) // 256)))
     try:
         result, curves = compare_domains(sims, reals, settings)
     except ValueError as exc:

@@ -20,7 +20,7 @@ def _env() -> dict:
     env = dict(os.environ)
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     env["PYTHONPATH"] = ""  # stages import sim2real from the copy's cwd (python -m)
-    env.update(YOLO_OFFLINE="true", WANDB_MODE="offline", SIM2REAL_NO_PROGRESS="1",
+    env.update(YOLO_OFFLINE="true", WANDB_MODE="offline", SIM2REAL_NO_PROGRESS="1", OMP_WAIT_POLICY="PASSIVE",
                GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t")
     return env
 

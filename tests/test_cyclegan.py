@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 
 import cv2
@@ -18,6 +19,15 @@ from sim2real.cyclegan.train import (CropSampler, TrainConfig, Trainer, discrimi
 from sim2real.cyclegan.translate import translate_image
 from sim2real.errors import ConfigError, DataError
 from sim2real.formats.images import write_image
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Tiny networks: one thread is as fast and immune to OpenMP spinning on a busy machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
 
 TINY = dict(ngf=8, n_blocks=1, ndf=8, crop_px=32, scale_range=[0.9, 1.1], iterations=12, checkpoint_every=4,
             pool_size=4)
@@ -90,6 +100,8 @@ def test_config_rejects_unknown_keys_and_bad_values():
         TrainConfig.from_params({"ngff": 3}, seed=0, device="cpu")
     with pytest.raises(ConfigError, match="crop_px"):
         tiny_cfg(crop_px=30)
+    with pytest.raises(ConfigError, match="PatchGAN"):
+        tiny_cfg(crop_px=20)
     with pytest.raises(ConfigError, match="compute.device"):
         TrainConfig.from_params({}, seed=0, device="tpu")
 
@@ -126,7 +138,7 @@ def test_one_training_step_reduces_g_and_d_losses_on_a_fixed_batch(domains):
 
 @pytest.fixture(scope="module")
 def short_run(domains, tmp_path_factory):
-    cfg = tiny_cfg(iterations=150, checkpoint_every=150, ngf=8, n_blocks=2, lr=1e-3)
+    cfg = tiny_cfg(iterations=150, checkpoint_every=150, ngf=8, n_blocks=1, lr=1e-3)
     res = train(cfg, *domains, tmp_path_factory.mktemp("short"), params_hash="x")
     return cfg, res
 
@@ -141,17 +153,19 @@ def test_cycle_reconstruction_after_short_run_beats_baselines(domains, short_run
         err0 = float(torch.mean(torch.abs(untrained.g_ba(untrained.g_ab(a)) - a)))
     # a reconstruction that ignores the image structure: each crop's mean colour
     mean_colour = float(torch.mean(torch.abs(a - a.mean(dim=(2, 3), keepdim=True))))
-    assert err < 0.5 * err0
-    assert err < mean_colour, (err, mean_colour)
+    assert err < 0.8 * err0, (err, err0)
+    assert err < 0.9 * mean_colour, (err, mean_colour)
 
 
-def test_translation_preserves_geometry(domains, short_run):
-    _, res = short_run
-    g = res.trainer.model.g_ab.eval()
-    img = cv2.imread(str(domains[0][0]))[:, :, ::-1].copy()
-    out = translate_image(g, img)
-    assert edge_correlation(img, out) > 0.6
-    assert edge_correlation(img, np.ascontiguousarray(img[::-1])) < 0.3  # the measure can fail
+def test_edge_correlation_tells_kept_geometry_from_moved_geometry():
+    """The geometry measure used on the trained demo model (tests/test_cyclegan_stages.py)."""
+    rng = np.random.default_rng(5)
+    img = scene(rng, 188, 620)
+    restyled = realish(img)                         # colour, contrast and blur change, same geometry
+    shifted = np.ascontiguousarray(np.roll(img, 24, axis=1))  # geometry moved by 24 px
+    assert edge_correlation(img, restyled) > 0.8
+    assert edge_correlation(img, shifted) < 0.5
+    assert edge_correlation(img, scene(rng, 188, 620)) < 0.5
 
 
 def test_training_is_deterministic_and_resumes_from_the_checkpoint_iteration(domains, tmp_path):
@@ -271,3 +285,55 @@ def test_domain_statistics():
     assert warm.distance(real)["lab_w1"] < sim.distance(real)["lab_w1"]
     assert warm.distance(real)["sharpness_gap"] < sim.distance(real)["sharpness_gap"]
     assert edge_correlation(img, img) == pytest.approx(1.0)
+
+
+# ------------------------------------------------------------------------------ stage CLIs (no DVC)
+def _stage_world(root: Path, rng: np.random.Generator) -> None:
+    """A tiny world in ``root``: dedupe/frames.csv (odd-sized frames + labels), ingest/real_frames.csv."""
+    rows, real = [], []
+    for i, var in enumerate(["clone", "clone", "fog"]):
+        img = root / f"sim/{i}.png"
+        write_image(img, scene(rng, 45, 75))
+        label = root / f"dedupe/labels/f{i}.txt"
+        label.parent.mkdir(parents=True, exist_ok=True)
+        label.write_text(f"0 0.5 0.5 0.2 0.{i + 1}\n")
+        rows.append({"frame_id": f"f{i}", "variation": var, "image": f"sim/{i}.png", "label": f"dedupe/labels/f{i}.txt"})
+    for i, split in enumerate(["train", "train", "val"]):
+        write_image(root / f"real/{i}.png", realish(scene(rng, 46, 74)))
+        real.append({"image_id": f"{i:06d}", "split": split, "image": f"real/{i}.png"})
+    pd.DataFrame(rows).to_csv(root / "dedupe/frames.csv", index=False)
+    (root / "ingest").mkdir()
+    pd.DataFrame(real).to_csv(root / "ingest/real_frames.csv", index=False)
+    params = {"seed": 0, "compute": {"workers": 1, "device": "cpu"},
+              "cyclegan": {"variations": ["clone"],
+                           "train": {**TINY, "ngf": 4, "ndf": 4, "crop_px": 24, "iterations": 3, "checkpoint_every": 2},
+                           "translate": {"mode": "whole", "tile_px": 64, "overlap_px": 8, "amp": True,
+                                         "jpeg_quality": 95}}}
+    import yaml
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+
+
+def test_stage_clis_train_then_translate(tmp_path, monkeypatch):
+    from stages import cyclegan_train, cyclegan_translate
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    _stage_world(tmp_path, np.random.default_rng(0))
+    translate_args = ["--synthetic", "dedupe", "--real", "ingest", "--model", "model", "--out", "aug/cyclegan",
+                      "--report", "reports/translate.json"]
+    with pytest.raises(DataError, match=r"generator_a2b\.pt.*not found"):
+        cyclegan_translate.main(translate_args)
+    cyclegan_train.main(["--synthetic", "dedupe", "--real", "ingest", "--checkpoints", "ckpt", "--out", "model",
+                         "--losses", "reports/losses.csv", "--report", "reports/train.json", "--live", "live"])
+    assert pd.read_csv("reports/losses.csv")["step"].tolist() == [1, 2, 3]
+    assert json.loads(Path("reports/train.json").read_text())["frames_b"] == 2  # the val row is not used
+    assert (tmp_path / "model/samples.jpg").exists() and (tmp_path / "live/metrics.json").exists()
+    cyclegan_translate.main(translate_args)
+    out = pd.read_csv("aug/cyclegan/frames.csv", dtype=str)
+    assert out["frame_id"].tolist() == ["f0", "f1"]                     # variation 'clone' only
+    for row in out.itertuples():
+        assert cv2.imread(row.image).shape == (45, 75, 3)
+        assert Path(row.label).read_bytes() == Path(row.source_image.replace("sim/", "dedupe/labels/f")
+                                                        .replace(".png", ".txt")).read_bytes()
+    report = json.loads(Path("reports/translate.json").read_text())
+    assert report["frames"] == 2 and {"real_train", "real_val"} <= set(report)

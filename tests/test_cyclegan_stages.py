@@ -49,7 +49,7 @@ def test_translate_keeps_size_labels_and_geometry(pipeline_repo, params):
     for row in frames.itertuples():
         assert image_size(pipeline_repo / row.image) == image_size(pipeline_repo / src.loc[row.frame_id, "image"])
         assert (pipeline_repo / row.label).read_bytes() == (pipeline_repo / src.loc[row.frame_id, "label"]).read_bytes()
-    assert frames["edge_corr"].astype(float).min() > 0.5
+    assert frames["edge_corr"].astype(float).min() > 0.6  # ≈0.2 for unrelated frames
 
 
 def test_translation_moves_sim_toward_real(pipeline_repo):

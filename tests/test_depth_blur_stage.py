@@ -97,7 +97,7 @@ def test_stage_bad_inputs_name_the_frame_or_file(tmp_path):
     depth8 = tmp_path / "depth8.png"
     write_gray(depth8, np.full((H, W), 30, np.uint8))
     frames.assign(depth=str(depth8)).to_csv(d / "frames.csv", index=False)
-    with pytest.raises(DataError, match=r"depth8\.png.*16-bit"):
+    with pytest.raises(DataError, match=r"depth8\.png: frame Scene01_clone_c0_00000: .*16-bit"):
         run(d, tmp_path / "o", tmp_path / "o.json", PARAMS, seed=0, workers=1)
     small = tmp_path / "small.png"
     write_depth(small, np.full((H, W - 2), 30.0, np.float32))

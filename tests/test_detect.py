@@ -236,8 +236,10 @@ def test_tiny_train_and_evaluate_through_the_stages(tmp_path):
     dets = sorted(p.name for p in (tmp_path / "data/eval/v/detections").iterdir())
     assert dets == [f"{i:06d}.txt" for i in range(4)]
     # one offline W&B run per stage for this variant
-    runs = sorted((tmp_path / "wandb").glob("offline-run-*"))
-    assert len(runs) == 2
+    from sim2real.tracking import read_offline_run
+    runs = {read_offline_run(r)["name"]: read_offline_run(r) for r in (tmp_path / "wandb").glob("offline-run-*")}
+    assert sorted(runs) == ["evaluate-v", "train-v"]
+    assert len(runs["train-v"]["history"]) == 1 and "kitti/Car/moderate" in runs["evaluate-v"]["summary"]
     # a missing weights file is one clear line
     r = stage("stages.evaluate", "--variant", "v", "--weights", "nope.pt", "--val", "data/real_val",
               "--out", "data/eval/x", "--metrics", "reports/metrics/x.json")

@@ -104,6 +104,51 @@ def test_occlusion_blurred_near_object_over_sharp_far_background():
     assert 0 < out[40, 38, 0] < 255  # its blurred edge spreads over what lies behind
 
 
+def _layered_float_reference(img, depth, smap, step_px=0.5):
+    """The same layered algorithm in float64 (no 8-bit rounding), for the precision test."""
+    from sim2real.physics.layered import MIN_COVER, _far_to_near, kernel_size, quantise
+    levels, step = quantise(smap, step_px, 16)
+    key = levels * np.uint8(2)
+    rgba = np.concatenate([img.astype(np.float64), np.ones(img.shape[:2] + (1,))], axis=2)
+    acc = np.zeros_like(rgba)
+    for k in _far_to_near(key, depth):
+        m = (key == k)[..., None]
+        sigma = (k // 2) * step
+        layer = rgba * m
+        if sigma > 0:
+            ks = kernel_size(sigma)
+            layer = cv2.GaussianBlur(layer, (ks, ks), sigma, borderType=cv2.BORDER_REFLECT_101)
+        acc = layer + acc * (1 - layer[..., 3:])
+    out = acc[..., :3] / np.maximum(acc[..., 3:], 1e-12)
+    low = acc[..., 3] * 255 < MIN_COVER
+    out[low] = img[low]
+    return out
+
+
+def test_8bit_layered_blur_is_close_to_float_reference():
+    h, w = 90, 200
+    rng = np.random.default_rng(11)
+    img = cv2.resize(rng.integers(0, 256, (h // 5, w // 5, 3), dtype=np.uint8), (w, h), interpolation=cv2.INTER_CUBIC)
+    depth = np.linspace(2, 120, h, dtype=np.float32)[:, None].repeat(w, 1)
+    depth[:20] = np.inf
+    depth[40:80, 30:70] = 4.0  # a near object
+    depth[25:35, 150:160] = 300.0
+    smap = __import__("sim2real.physics", fromlist=["x"]).distance_sigma_px(depth, 3.0, 5.0, 70.0)
+    from sim2real.physics.layered import layered_blur
+    diff = np.abs(layered_blur(img, depth, smap).astype(float) - _layered_float_reference(img, depth, smap))
+    assert diff.max() <= 4.0 and diff.mean() < 0.5  # measured: max ~3.5, mean ~0.36
+
+
+def test_isolated_far_pixel_under_wide_kernel_keeps_its_colour():
+    img = np.full((41, 41, 3), 40, np.uint8)
+    img[20, 20] = (250, 10, 120)
+    depth = np.full((41, 41), 1.0, np.float32)
+    depth[20, 20] = 1000.0  # alone in its layer, sigma 8: its 8-bit coverage rounds to ~0
+    out = distance_blur(img, depth, 8.0, 5.0, 70.0)
+    assert np.array_equal(out[20, 20], img[20, 20]) and np.array_equal(np.delete(out.reshape(-1, 3), 20 * 41 + 20, 0),
+                                                                       np.delete(img.reshape(-1, 3), 20 * 41 + 20, 0))
+
+
 def test_coc_matches_thin_lens_formula():
     d = np.array([[5.0, 15.0, 60.0, np.inf]], np.float32)
     f, n, df, fx = 0.004, 2.0, 15.0, 725.0

@@ -27,15 +27,6 @@ def cluster():
             yield lc, client
 
 
-def plain(obj):
-    """Nested rows with numpy arrays -> comparable plain lists."""
-    if isinstance(obj, dict):
-        return {k: plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [plain(v) for v in obj]
-    return obj.tolist() if hasattr(obj, "tolist") else obj
-
-
 def square(item, offset=0):
     if item["frame_id"] == "bad":
         raise ZeroDivisionError("boom")
@@ -48,20 +39,68 @@ def write_frame(item, *, out_dir, scale):
     return item["frame_id"]
 
 
-def test_dask_matches_local_bytes(cluster, tmp_path):
-    """The demo world's per-frame renderer gives the same files and rows on 2 Dask workers."""
+@pytest.fixture(scope="module")
+def tiny_world(tmp_path_factory):
+    """demo -> ingest -> dedupe (4 frames) in a temp folder; returns it."""
+    import yaml
+
+    from tests.conftest import ROOT, deep_merge
+
+    root = tmp_path_factory.mktemp("world")
+    params = deep_merge(yaml.safe_load((ROOT / "params.yaml").read_text()),
+                        {"demo": {"seed": 7, "scenes": 1, "frames_per_scene": 4, "variations": ["clone"],
+                                  "real_frames": 1},
+                         "data": {"scenes": ["Scene01"], "variations": ["clone"], "real_val_fraction": 0.0},
+                         "compute": {"workers": 1}})
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        from stages import dedupe, demo, ingest
+        demo.main(["--out", "data/demo"])
+        ingest.main(["--out", "data/ingest"])
+        dedupe.main(["--ingest", "data/ingest", "--out", "data/dedupe", "--report", "reports/dedupe.json"])
+    finally:
+        os.chdir(cwd)
+    return root
+
+
+def test_demo_world_rendered_on_dask_matches_the_local_stage(cluster, tiny_world, tmp_path):
+    """The demo stage's per-frame renderer on 2 Dask workers gives the stage's vKITTI2 bytes."""
     _, client = cluster
+    root = tmp_path / "vkitti2"
+    root.mkdir()
+    job = SceneJob(str(root), "Scene01", 0, 4, ("clone",), 7)  # = the tiny world's demo params
+    rows = list(map_frames(render_vkitti_frame, [(job, 1), (job, 3)], scheduler=client, batch_size=1))
+    assert [{r["frame"] for r in frame_rows} for frame_rows in rows] == [{1}, {3}]
+    local = {k: v for k, v in tree_digest(tiny_world / "data" / "demo" / "vkitti2").items()
+             if "textgt" not in k and k.endswith(("_00001.jpg", "_00001.png", "_00003.jpg", "_00003.png"))}
+    assert len(local) == 2 * 2 * 4  # 2 frames x 2 cameras x 4 modalities
+    assert tree_digest(root) == local
+
+
+def test_depth_blur_stage_frames_on_dask_match_local(cluster, tiny_world, tmp_path):
+    """The depth_blur stage's per-frame function: same image/label bytes and rows on Dask."""
+    from sim2real.params import load_params
+    from stages.depth_blur import plain, process_frame, read_frames
+
+    p = load_params("blur", "haze", "camera", "seed", path=tiny_world / "params.yaml")
+    params = {"blur": plain(p.blur), "haze": plain(p.haze), "camera": plain(p.camera)}
+    items = read_frames(tiny_world / "data" / "dedupe")
+    for it in items:  # workers run elsewhere: give them absolute paths (on a cluster: a shared FS)
+        for k in ("image", "depth", "instance_seg", "label", "rgb", "class_seg"):
+            it[k] = str(tiny_world / it[k])
     rows = {}
-    for name, sched in (("local", "local"), ("dask", client)):
-        root = tmp_path / name / "vkitti2"
-        root.mkdir(parents=True)
-        job = SceneJob(str(root), "Scene01", 0, 2, ("clone",), 7)
-        items = [(job, f) for f in range(2)]
-        rows[name] = list(map_frames(render_vkitti_frame, items, scheduler=sched, batch_size=1, max_in_flight=2))
-    local, dask = tree_digest(tmp_path / "local"), tree_digest(tmp_path / "dask")
-    assert len(local) == 2 * 2 * 4  # 2 frames x 2 cameras x (rgb, depth, class, instance)
-    assert local == dask
-    assert plain(rows["local"]) == plain(rows["dask"]) and len(rows["local"]) == 2
+    for name, sched in (("local", "local"), ("dask", cluster[1])):
+        out = tmp_path / name
+        (out / "images").mkdir(parents=True)
+        (out / "labels").mkdir()
+        rows[name] = list(map_frames(process_frame, items, scheduler=sched, workers=2, batch_size=1, params=params,
+                                     seed=int(p.seed), out_dir=str(out), final_dir="data/aug/depth_blur"))
+    assert len(rows["local"]) == 4
+    local = tree_digest(tmp_path / "local")
+    assert len(local) == 8 and local == tree_digest(tmp_path / "dask")
+    assert rows["local"] == rows["dask"]
 
 
 def test_dask_order_errors_and_skip(cluster):
@@ -125,3 +164,50 @@ def test_compute_options_and_scheduler_validation(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="stage name"):
         compute_options({"workers": 1, "resume": True})
     assert not is_distributed("local") and is_distributed("tcp://127.0.0.1:1")
+
+
+def test_depth_blur_stage_resumes_after_sigkill(tiny_world, tmp_path):
+    """compute.resume: a SIGKILLed depth_blur leaves no output; the rerun links the finished frames
+    (same inode: not recomputed), computes the rest and gives the uninterrupted run's bytes."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import yaml
+
+    from tests.conftest import ROOT, _env
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    params = yaml.safe_load((tiny_world / "params.yaml").read_text())
+    params["compute"].update(resume=True, workers=1)
+    (run_dir / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (run_dir / "data").symlink_to(tiny_world / "data", target_is_directory=True)
+    env = {**_env(), "PYTHONPATH": str(ROOT), "SIM2REAL_SCRATCH": str(tmp_path)}
+    cmd = [sys.executable, "-m", "stages.depth_blur", "--dedupe", "data/dedupe", "--out", "out", "--report", "r.json"]
+    scratch = tmp_path / ".sim2real" / "scratch" / "depth_blur"
+
+    subprocess.run(cmd, cwd=run_dir, env=env, check=True, capture_output=True)  # uninterrupted reference
+    (run_dir / "out").rename(run_dir / "ref")
+    assert not list(scratch.glob("*/*")), "scratch is cleared after a complete run"
+
+    proc = subprocess.Popen(cmd, cwd=run_dir, env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    t0 = time.monotonic()
+    while not list(scratch.glob("*/*/result.pkl")):
+        assert proc.poll() is None, "the stage finished before it could be killed"
+        assert time.monotonic() - t0 < 120
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (run_dir / "out").exists()
+    done = {p.parent.name: (p.parent / "files" / "images" / f"{p.parent.name}.jpg").stat().st_ino
+            for p in scratch.glob("*/*/result.pkl")}
+    assert 1 <= len(done) < 4
+
+    subprocess.run(cmd, cwd=run_dir, env=env, check=True, capture_output=True)
+    for fid, inode in done.items():
+        assert (run_dir / "out" / "images" / f"{fid}.jpg").stat().st_ino == inode  # reused, not recomputed
+    assert tree_digest(run_dir / "out") == tree_digest(run_dir / "ref")
+    assert not list(scratch.glob("*/*"))

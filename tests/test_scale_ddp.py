@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
+from sim2real.safety import block_network
 from tests.conftest import ROOT
 
 
@@ -21,13 +22,15 @@ def test_train_device_reaches_ultralytics_trainer_args(tmp_path, device_yaml, wo
     assert args["device"] == device_yaml
     assert args["amp"] == (world > 0 and bool(section["amp"]))  # AMP only on CUDA
 
-    offline.configure(tmp_path / "scratch")
-    from ultralytics.cfg import get_cfg
-    from ultralytics.utils import DEFAULT_CFG
-    from ultralytics.utils.torch_utils import parse_device
+    with block_network() as refused:  # configuring ultralytics stays offline
+        offline.configure(tmp_path / "scratch")
+        from ultralytics.cfg import get_cfg
+        from ultralytics.utils import DEFAULT_CFG
+        from ultralytics.utils.torch_utils import parse_device
 
-    ucfg = get_cfg(DEFAULT_CFG, args)  # what BaseTrainer.__init__ does with YOLO.train's kwargs
-    device = parse_device(ucfg.device)
+        ucfg = get_cfg(DEFAULT_CFG, args)  # what BaseTrainer.__init__ does with YOLO.train's kwargs
+        device = parse_device(ucfg.device)
+    assert refused == []
     assert device == device_yaml
     # BaseTrainer's own rule (ultralytics/engine/trainer.py): world size = number of listed devices,
     # DDP when > 1; the total batch is split evenly across them

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -120,7 +121,7 @@ def test_stage_config_errors_name_the_param(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_pipeline_style_variant(pipeline_repo, monkeypatch):
+def test_pipeline_style_variant(pipeline_repo, tmp_path, monkeypatch):
     repo = pipeline_repo
     table = pd.read_csv(repo / "data/aug/style/frames.csv", keep_default_na=False, dtype={"style_image_id": str})
     base = pd.read_csv(repo / "data/dedupe/frames.csv", keep_default_na=False)
@@ -144,10 +145,10 @@ def test_pipeline_style_variant(pipeline_repo, monkeypatch):
     it = dict(frames[0])
     sp = pool[table["style_image_id"].iloc[0]]
     it.update(style_image_id=sp["image_id"], style_image=sp["image"], style_semantic=sp["semantic"])
-    tmp = repo / ".." / "rerender"
+    tmp = tmp_path / "rerender"
     (tmp / "images").mkdir(parents=True, exist_ok=True)
     (tmp / "labels").mkdir(exist_ok=True)
-    threads = max(1, (__import__("os").cpu_count() or 1) // max(1, int(params["compute"]["workers"])))
+    threads = max(1, (os.cpu_count() or 1) // max(1, int(params["compute"]["workers"])))
     st.process_batch(dict(frame_id=it["frame_id"], frames=[it]), style_cfg=params["style"], seed=int(params["seed"]),
                      device="cpu", threads=threads, tmp_dir=str(tmp), out_dir="x")
     assert (tmp / "images" / f"{it['frame_id']}.jpg").read_bytes() == (repo / table["image"].iloc[0]).read_bytes()

@@ -40,9 +40,9 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
         torch.save(state, fh)
 
 
-def _load(path: Path, what: str, hint: str) -> Any:
+def _load(path: Path, what: str, hint: str, missing_hint: str | None = None) -> Any:
     if not path.is_file():
-        raise DataError(path, f"{what} not found; {hint}")
+        raise DataError(path, f"{what} not found; {missing_hint or hint}")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises RuntimeError / UnpicklingError / EOFError / zipfile errors
@@ -59,7 +59,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """
     path = Path(path)
     hint = "delete it (or set cyclegan.train.resume: false) to restart training from scratch"
-    state = _load(path, "CycleGAN checkpoint", hint)
+    state = _load(path, "CycleGAN checkpoint", hint, missing_hint="nothing to resume from")
     if not isinstance(state, dict):
         raise DataError(path, f"not a CycleGAN checkpoint (a {type(state).__name__}, expected a dict); {hint}")
     missing = [k for k in REQUIRED_KEYS if k not in state]

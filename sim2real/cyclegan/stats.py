@@ -5,8 +5,8 @@
   8-bit Lab levels.
 * Sharpness: log10 of the variance of the Laplacian of the grey image, per frame (a classic
   focus measure); two sets are compared by the absolute difference of their means.
-* Geometry: Pearson correlation of Sobel gradient magnitudes between a frame and its
-  translation — high when edges (and hence boxes) stay where they were.
+* Geometry: Pearson correlation of Sobel gradient magnitudes (at 1/4 resolution) between a
+  frame and its translation — high when edges (and hence boxes) stay where they were.
 
 References
 ----------
@@ -52,12 +52,23 @@ def laplacian_log_var(rgb_u8: np.ndarray) -> float:
     return float(np.log10(cv2.Laplacian(grey, cv2.CV_32F, ksize=1).var() + 1e-6))
 
 
-def edge_correlation(a_u8: np.ndarray, b_u8: np.ndarray) -> float:
-    """Pearson correlation of Sobel gradient magnitudes of two same-size RGB uint8 frames."""
+def edge_correlation(a_u8: np.ndarray, b_u8: np.ndarray, downscale: int = 4) -> float:
+    """Pearson correlation of Sobel gradient magnitudes of two same-size RGB uint8 frames.
+
+    Both frames are first reduced ``downscale`` times (area averaging), so the measure compares
+    structural edges at the scale of object boundaries and boxes, not pixel texture and noise,
+    which a sim→real translation changes on purpose (blur, grain). On the demo world a trained
+    translation scores ≈0.9 at ``downscale=4``, two different frames ≈0.2.
+    """
     if a_u8.shape != b_u8.shape:
         raise ValueError(f"frames differ in size: {a_u8.shape} vs {b_u8.shape}")
+    if downscale < 1:
+        raise ValueError(f"downscale must be >= 1, got {downscale}")
 
     def mag(img):
+        if downscale > 1:
+            h, w = img.shape[:2]
+            img = cv2.resize(img, (max(1, w // downscale), max(1, h // downscale)), interpolation=cv2.INTER_AREA)
         g = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY).astype(np.float32)
         return np.hypot(cv2.Sobel(g, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(g, cv2.CV_32F, 0, 1, ksize=3)).ravel()
 

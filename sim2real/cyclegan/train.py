@@ -87,6 +87,8 @@ class TrainConfig:
             raise ConfigError(f"cyclegan.train.{key}: {why}")
         if self.crop_px < 16 or self.crop_px % 4:
             bad("crop_px", f"must be a multiple of 4 and >= 16, got {self.crop_px}")
+        if self.crop_px < 3 * 2 ** self.d_layers:
+            bad("crop_px", f"must be >= {3 * 2 ** self.d_layers} for a {self.d_layers}-layer PatchGAN, got {self.crop_px}")
         lo, hi = self.scale_range
         if not 0 < lo <= hi:
             bad("scale_range", f"need 0 < min <= max, got {list(self.scale_range)}")
@@ -283,12 +285,11 @@ class Trainer:
         """One CycleGAN iteration on a batch: update G and F, then D_A and D_B. Returns the losses."""
         m, cfg = self.model, self.cfg
         real_a, real_b = real_a.to(self.device), real_b.to(self.device)
-        ac = _autocast(self.device, cfg.amp)
         # generators (discriminators frozen)
         m.d_a.requires_grad_(False)
         m.d_b.requires_grad_(False)
         self.opt_g.zero_grad(set_to_none=True)
-        with ac:
+        with _autocast(self.device, cfg.amp):
             loss_g, parts, fake_b, fake_a = generator_objective(m, real_a, real_b, cfg)
         self.scaler_g.scale(loss_g).backward()
         self.scaler_g.step(self.opt_g)
@@ -299,7 +300,7 @@ class Trainer:
         self.opt_d.zero_grad(set_to_none=True)
         pooled_b = self.pool_b.query(fake_b.detach().float(), self.rng)
         pooled_a = self.pool_a.query(fake_a.detach().float(), self.rng)
-        with ac:
+        with _autocast(self.device, cfg.amp):
             loss_d_b = discriminator_objective(m.d_b, real_b, pooled_b)
             loss_d_a = discriminator_objective(m.d_a, real_a, pooled_a)
         self.scaler_d.scale(loss_d_a + loss_d_b).backward()
@@ -416,8 +417,6 @@ def train(
             save_checkpoint(ckpt_path, trainer.state(params_hash))
         if on_iteration is not None:
             on_iteration(it + 1, {**losses, "lr": lr})
-    if resumed_from == total and not ckpt_path.exists():  # pragma: no cover - defensive
-        save_checkpoint(ckpt_path, trainer.state(params_hash))
     return TrainResult(trainer, total, resumed_from, restarted, time.perf_counter() - t0)
 
 

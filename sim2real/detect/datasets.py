@@ -93,8 +93,7 @@ def check_label(path: Path, n_classes: int) -> int:
     return len(df)
 
 
-def build_train_set(sources: Sequence[str | Path], out: str | Path, n_classes: int,
-                    prefix_source: bool = False) -> pd.DataFrame:
+def build_train_set(sources: Sequence[str | Path], out: str | Path, n_classes: int) -> pd.DataFrame:
     """Link every frame of the variant folders ``sources`` into ``out`` (ultralytics layout).
 
     Parameters
@@ -102,8 +101,6 @@ def build_train_set(sources: Sequence[str | Path], out: str | Path, n_classes: i
     sources : variant dataset folders (each with frames.csv).
     out : an empty folder (the stage's atomic temporary).
     n_classes : number of classes (labels are validated against it).
-    prefix_source : name files ``<source folder name>__<frame_id>`` (needed when frame ids repeat
-        across sources).
 
     Returns the frames table written to ``out/frames.csv``.
     """
@@ -120,7 +117,7 @@ def build_train_set(sources: Sequence[str | Path], out: str | Path, n_classes: i
             if img.suffix.lower() not in IMAGE_EXTS:
                 raise DataError(img, f"unsupported image type {img.suffix}")
             n = check_label(lab, n_classes) if lab.exists() else 0
-            fid = f"{src.name}__{r.frame_id}" if prefix_source else str(r.frame_id)
+            fid = str(r.frame_id)
             link_or_copy(img, out / "images" / f"{fid}{img.suffix.lower()}")
             dst_label = out / "labels" / f"{fid}.txt"
             dst_label.parent.mkdir(parents=True, exist_ok=True)

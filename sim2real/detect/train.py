@@ -30,7 +30,7 @@ import pandas as pd
 from sim2real.errors import ConfigError
 from sim2real.detect import offline
 
-KEEP_COLUMNS_DROP = ("time",)  # wall-clock column of results.csv: not a metric, never identical
+DROP_COLUMNS = ("time",)  # wall-clock column of results.csv: not a metric, never identical
 
 
 @dataclass(frozen=True)
@@ -167,7 +167,7 @@ def results_table(results_csv: str | Path) -> pd.DataFrame:
     """ultralytics' results.csv with stripped column names, without the wall-clock column."""
     df = pd.read_csv(results_csv)
     df.columns = [c.strip() for c in df.columns]
-    return df.drop(columns=[c for c in KEEP_COLUMNS_DROP if c in df.columns])
+    return df.drop(columns=[c for c in DROP_COLUMNS if c in df.columns])
 
 
 def finite_or_none(x: Any) -> float | None:

@@ -23,8 +23,8 @@ numbers (spectrum slopes, noise sigmas) which are reported for both sides.
 2. **Colour**: per-channel 1-D Wasserstein-1 distance between pooled CIE Lab histograms
    (units: L in 0–100, a/b in Lab units).
 3. **Spectrum**: slope of the radially averaged power spectrum in log-log (natural images ≈ −2;
-   blur steepens it, noise flattens it) and the noise level from ``estimate_sigma`` (gray levels,
-   0–255), both per image; distances are absolute differences of the domain means.
+   blur steepens it, noise flattens it) and the luminance noise level from ``estimate_sigma``
+   (gray levels, 0–255), both per image; distances are absolute differences of the domain means.
 4. **Feature-distribution distance**: KID (and FID when both sides have more images than the
    feature dimension) with torchmetrics on features of an Inception-v3 (weights only from a local
    file or the torch hub cache, never downloaded) or, when none is available, of a fixed-seed,
@@ -134,10 +134,14 @@ def box_sharpness(rgb: np.ndarray, boxes_xyxy: np.ndarray, *, denoise_sigma_px: 
     changes (up to ``eps``); decreases under blur.
     """
     _check_rgb(rgb)
+    return _box_sharpness_gray(luminance(rgb), boxes_xyxy, denoise_sigma_px, noise_sigma_gray, min_size_px, eps)
+
+
+def _box_sharpness_gray(gray: np.ndarray, boxes_xyxy: np.ndarray, denoise_sigma_px: float,
+                        noise_sigma_gray: float | None, min_size_px: int, eps: float) -> np.ndarray:
     boxes = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
     if denoise_sigma_px < 0:
         raise ConfigError(f"gap.denoise_sigma_px must be >= 0, got {denoise_sigma_px}")
-    gray = luminance(rgb)
     if noise_sigma_gray is None:
         noise_sigma_gray = float(estimate_sigma(gray, channel_axis=None))
     gain_v, gain_g = noise_gain(float(denoise_sigma_px))
@@ -236,28 +240,37 @@ def spectrum_bin_edges(n_bins: int = 24, f_min: float = 0.01, f_max: float = 0.4
     return np.geomspace(f_min, f_max, int(n_bins) + 1)
 
 
+@functools.lru_cache(maxsize=8)
+def _spectrum_plan(shape: tuple[int, int], n_bins: int, f_min: float, f_max: float):
+    """Hann window, radial bin index per rfft2 coefficient and bin counts, cached per image shape."""
+    window = np.outer(np.hanning(shape[0]), np.hanning(shape[1])).astype(np.float32)
+    fy = np.fft.fftfreq(shape[0])[:, None]
+    fx = np.fft.rfftfreq(shape[1])[None, :]
+    idx = np.digitize(np.sqrt(fx * fx + fy * fy).ravel(), spectrum_bin_edges(n_bins, f_min, f_max)) - 1
+    idx[(idx < 0) | (idx >= n_bins)] = n_bins          # out-of-range coefficients go to a dropped bin
+    cnt = np.bincount(idx, minlength=n_bins + 1)[:n_bins]
+    return window, idx, cnt
+
+
 def radial_power_spectrum(gray: np.ndarray, n_bins: int = 24, f_min: float = 0.01,
                           f_max: float = 0.45) -> tuple[np.ndarray, np.ndarray]:
     """Radially averaged power spectrum of a gray image (Hann-windowed, mean removed).
 
-    Returns (frequencies in cycles/px at log-spaced bin centres, log10 power per bin); bins
-    without any frequency sample hold NaN.
+    gray : (H, W) image, any real dtype (computed in float32). Returns (frequencies in cycles/px
+    at log-spaced bin centres, log10 power per bin); bins without any frequency sample hold NaN.
     """
-    g = np.asarray(gray, dtype=np.float64)
+    import scipy.fft
+
+    g = np.asarray(gray, dtype=np.float32)
     if g.ndim != 2 or min(g.shape) < 16:
         raise ValueError(f"expected a 2-D image at least 16x16, got {g.shape}")
-    g = (g - g.mean()) * np.outer(np.hanning(g.shape[0]), np.hanning(g.shape[1]))
-    p = np.abs(np.fft.rfft2(g)) ** 2 / g.size
-    fy = np.fft.fftfreq(g.shape[0])[:, None]
-    fx = np.fft.rfftfreq(g.shape[1])[None, :]
-    r = np.sqrt(fx * fx + fy * fy)
-    edges = spectrum_bin_edges(n_bins, f_min, f_max)
-    idx = np.digitize(r.ravel(), edges) - 1
-    ok = (idx >= 0) & (idx < n_bins)
-    sums = np.bincount(idx[ok], weights=p.ravel()[ok], minlength=n_bins)
-    cnt = np.bincount(idx[ok], minlength=n_bins)
+    window, idx, cnt = _spectrum_plan(g.shape, int(n_bins), float(f_min), float(f_max))
+    f = scipy.fft.rfft2((g - g.mean()) * window)
+    p = (f.real.astype(np.float64) ** 2 + f.imag.astype(np.float64) ** 2) / g.size
+    sums = np.bincount(idx, weights=p.ravel(), minlength=n_bins + 1)[:n_bins]
     with np.errstate(divide="ignore", invalid="ignore"):
         logp = np.where(cnt > 0, np.log10(np.maximum(sums / np.maximum(cnt, 1), 1e-30)), np.nan)
+    edges = spectrum_bin_edges(n_bins, f_min, f_max)
     return np.sqrt(edges[:-1] * edges[1:]), logp
 
 
@@ -270,10 +283,11 @@ def spectrum_slope(freqs: np.ndarray, log10_power: np.ndarray) -> float:
 
 
 def noise_sigma(rgb: np.ndarray) -> float:
-    """Gaussian noise standard deviation in gray levels (0–255), averaged over RGB channels
-    (wavelet MAD estimator, ``skimage.restoration.estimate_sigma``; Donoho & Johnstone 1994)."""
+    """Gaussian noise standard deviation of the luminance (BT.601), in gray levels (0–255)
+    (wavelet MAD estimator, ``skimage.restoration.estimate_sigma``; Donoho & Johnstone 1994).
+    Independent per-channel noise σ gives a luminance σ of ≈ 0.67 σ."""
     _check_rgb(rgb)
-    return float(estimate_sigma(rgb.astype(np.float32), channel_axis=-1, average_sigmas=True))
+    return float(estimate_sigma(luminance(rgb), channel_axis=None))
 
 
 # ----------------------------------------------------------------------------- per-image stats
@@ -307,19 +321,20 @@ def image_stats(rgb: np.ndarray, boxes_xyxy: np.ndarray, *, image_id: str = "", 
     """Compute :class:`ImageStats` of one RGB uint8 image with its (N, 4) xyxy pixel boxes."""
     _check_rgb(rgb, image_id or "<image>")
     boxes = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
-    gray_noise = float(estimate_sigma(luminance(rgb), channel_axis=None))
-    sharp = box_sharpness(rgb, boxes, denoise_sigma_px=denoise_sigma_px, noise_sigma_gray=gray_noise,
-                          min_size_px=min_box_px)
+    gray = luminance(rgb)
+    noise = float(estimate_sigma(gray, channel_axis=None))
     h, w = rgb.shape[:2]
-    whole = box_sharpness(rgb, np.array([[0, 0, w, h]]), denoise_sigma_px=denoise_sigma_px,
-                          noise_sigma_gray=gray_noise, min_size_px=1)[0]
-    whole = whole if np.isfinite(whole) else 1e-6
-    lab = cv2.cvtColor(rgb[::2, ::2].astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab).reshape(-1, 3)
-    freqs, logp = radial_power_spectrum(luminance(rgb), n_bins=spectrum_bins)
+    # the object boxes and the whole image (last row) in one filtering pass
+    sharp = _box_sharpness_gray(gray, np.vstack([boxes, [[0, 0, w, h]]]), denoise_sigma_px, noise, min_box_px, 1.0)
+    whole = sharp[-1] if np.isfinite(sharp[-1]) else 1e-6
+    lab = cv2.cvtColor(rgb[::2, ::2].astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab)
+    hist = np.stack([np.histogram(lab[..., c], bins=lab_bins, range=LAB_RANGES[c])[0] for c in range(3)]).astype(np.int64)
+    lab = lab.reshape(-1, 3)
+    freqs, logp = radial_power_spectrum(gray, n_bins=spectrum_bins)
     thumb = cv2.resize(rgb, (thumb_hw[1], thumb_hw[0]), interpolation=cv2.INTER_AREA)
-    return ImageStats(image_id=image_id, heights_px=boxes[:, 3] - boxes[:, 1], sharpness=sharp,
-                      lab_hist=lab_histograms(rgb, lab_bins), lab_mean=lab.mean(0), lab_std=lab.std(0),
-                      log10_power=logp, slope=spectrum_slope(freqs, logp), noise_sigma=noise_sigma(rgb),
+    return ImageStats(image_id=image_id, heights_px=boxes[:, 3] - boxes[:, 1], sharpness=sharp[:-1],
+                      lab_hist=hist, lab_mean=lab.mean(0), lab_std=lab.std(0),
+                      log10_power=logp, slope=spectrum_slope(freqs, logp), noise_sigma=noise,
                       global_log10_sharpness=float(np.log10(max(whole, 1e-12))), thumb=thumb)
 
 

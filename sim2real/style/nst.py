@@ -137,7 +137,7 @@ class NSTConfig:
     optimizer: str = "adam"          # adam | lbfgs
     lr: float = 0.02                 # Adam step in [0, 1] pixel units; L-BFGS uses lr=1 + line search
     scales: tuple[float, ...] = (0.25, 0.5)
-    steps: tuple[int, ...] = (60, 20)  # per scale
+    steps: tuple[int, ...] = (40, 10)  # per scale
     plateau_rel_tol: float = 1e-3    # stop a scale when the loss improved less than this ...
     plateau_patience: int = 10       # ... relative amount over this many steps (0 = never stop early)
     amp: bool = False                # bfloat16 autocast for the VGG forward pass (CUDA only)

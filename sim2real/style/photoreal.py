@@ -5,12 +5,14 @@ frames gets its own whitening–colouring transform (WCT) that moves the content
 and covariance to the style's. The transform acts
 
 - in Ruderman's decorrelated lαβ colour space (log-LMS, opponent axes), as in Reinhard et al.;
-- per band of a Haar wavelet decomposition: the coarsest approximation band carries colour and
-  brightness, the detail bands (LH, HL, HH at each level) carry the real camera's sharpness,
-  noise and compression texture, so that spectrum transfers too — WCT2's wavelet idea applied
-  to pixels instead of VGG features. Where a detail band of the content is flatter than the
-  style's (rendered images are noise-free), the missing covariance is added as seeded Gaussian
-  noise of exactly that covariance;
+- per band of a Haar wavelet decomposition: first each detail band (LH, HL, HH at each of
+  ``levels`` levels; they carry the real camera's sharpness, noise and compression texture) gets
+  its own per-class WCT, so that spectrum transfers too — WCT2's wavelet idea applied to pixels
+  instead of VGG features. Detail transforms never amplify (edges would ring); where a band of
+  the content is flatter than the style's (rendered images are noise-free) the missing
+  covariance is added as seeded Gaussian noise of exactly that covariance. Then the
+  reconstructed image's colours get the per-class WCT, so the final per-class mean and
+  covariance are the style's;
 - with soft class weights (Gaussian-smoothed one-hot masks, renormalised), so neighbouring
   classes blend their transforms and no seams appear at class boundaries.
 
@@ -167,13 +169,16 @@ def weighted_moments(x: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarr
 class PhotorealConfig:
     """Knobs of :func:`photoreal_transfer` (mirrors ``params.yaml: style.photoreal``)."""
 
-    levels: int = 3             # Haar levels; 0 = colour transfer on pixels only
+    levels: int = 1             # Haar levels; 0 = colour transfer on pixels only
     smooth_px: float = 6.0      # blend scale (px) at class boundaries; 0 = hard masks
     edge_aware: bool = True     # guided-filter blend (sharp at image edges) instead of a Gaussian
     min_pixels: int = 400       # smaller classes (in either frame) use the global transform
     region_bands: int = 3       # fallback regions when a frame has no semantic map (1 = global)
     noise: bool = True          # add the style's missing detail-band covariance as seeded noise
     eps: float = 1e-5           # covariance regulariser (lαβ units²)
+    # classes whose colour follows the whole-frame transform (the camera's cast and tone) instead
+    # of their own class statistics: a car's paint is its own, not the mean of the real cars
+    global_classes: tuple[str, ...] = ("vehicle",)
 
     @classmethod
     def from_params(cls, p) -> "PhotorealConfig":
@@ -181,7 +186,14 @@ class PhotorealConfig:
         if extra:
             from sim2real.errors import ConfigError
             raise ConfigError(f"params.yaml: style.photoreal: unknown key(s) {sorted(extra)}")
-        return cls(**dict(p))
+        kw = dict(p)
+        if "global_classes" in kw:
+            kw["global_classes"] = tuple(kw["global_classes"] or ())
+            bad = [c for c in kw["global_classes"] if c not in COARSE_CLASSES]
+            if bad:
+                from sim2real.errors import ConfigError
+                raise ConfigError(f"params.yaml: style.photoreal.global_classes: unknown {bad}; use {COARSE_CLASSES}")
+        return cls(**kw)
 
 
 def _onehot(labels: np.ndarray, n: int) -> np.ndarray:
@@ -256,7 +268,7 @@ def moments_per_class(x: np.ndarray, labels: np.ndarray, n_classes: int, ref: np
 
 
 def _band_transforms(xc: np.ndarray, lc: np.ndarray, xs: np.ndarray, ls: np.ndarray, n_classes: int,
-                     min_w: float, cfg: PhotorealConfig, detail: bool):
+                     min_w: float, cfg: PhotorealConfig, detail: bool, use_global: tuple[int, ...] = ()):
     """Per-class affine maps (A_k, b_k) and noise factors L_k for one band (flattened pixels,
     class labels (N,) with −1 = not used for statistics)."""
     ref = xc.mean(0, dtype=np.float64)  # one centring for both frames
@@ -265,7 +277,7 @@ def _band_transforms(xc: np.ndarray, lc: np.ndarray, xs: np.ndarray, ls: np.ndar
     glob = _wct(mu_c[-1], cov_c[-1], mu_s[-1], cov_s[-1], cfg, detail)
     out = []
     for k in range(n_classes):
-        if s_c[k] < min_w or s_s[k] < min_w:
+        if s_c[k] < min_w or s_s[k] < min_w or k in use_global:
             out.append(glob)
         else:
             out.append(_wct(mu_c[k], cov_c[k], mu_s[k], cov_s[k], cfg, detail))
@@ -363,9 +375,12 @@ def photoreal_transfer(content_u8: np.ndarray, style_u8: np.ndarray,
             raise ValueError(f"{name} must be RGB uint8 (H, W, 3), got {im.shape} {im.dtype}")
     h, w = content_u8.shape[:2]
     style_u8 = _resize_to(style_u8, (h, w), nearest=False)
+    use_global: tuple[int, ...] = tuple(COARSE_CLASSES.index(c) for c in cfg.global_classes
+                                        if n_classes == len(COARSE_CLASSES))
     if content_labels is None or style_labels is None:
         content_labels = style_labels = region_labels(h, w, max(1, cfg.region_bands))
         n_classes = max(1, cfg.region_bands)
+        use_global = ()
     for name, lab in (("content_labels", content_labels), ("style_labels", style_labels)):
         if lab.ndim != 2:
             raise ValueError(f"{name} must be (H, W), got {lab.shape}")
@@ -382,7 +397,8 @@ def photoreal_transfer(content_u8: np.ndarray, style_u8: np.ndarray,
     if cfg.levels > 0:
         x = _detail_transfer(x, xs, oc, os_, soft_c, cfg, rng, n_classes)
     maps = _band_transforms(x.reshape(-1, 3), content_labels.reshape(-1).astype(np.int64), xs.reshape(-1, 3),
-                            style_labels.reshape(-1).astype(np.int64), n_classes, cfg.min_pixels, cfg, detail=False)
+                            style_labels.reshape(-1).astype(np.int64), n_classes, cfg.min_pixels, cfg, detail=False,
+                            use_global=use_global)
     return lab_to_rgb(_apply(x, soft_c, maps, None))
 
 
