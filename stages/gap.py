@@ -21,7 +21,7 @@ from sim2real.formats.images import read_rgb
 from sim2real.formats.yolo import read_labels, yolo_to_boxes
 from sim2real.io import atomic_dir, write_json
 from sim2real.metrics.gap import GapSettings, ImageStats, compare_domains, image_stats, plot_blur_profile
-from sim2real.parallel import map_frames
+from sim2real.parallel import compute_options, map_frames
 from sim2real.params import load_params
 from sim2real.tracking import Tracker
 
@@ -128,9 +128,10 @@ def main(argv=None) -> None:
     # ~50 ms a frame: worker start-up only pays off from a few dozen frames per worker
     workers = max(1, min(int(p.compute.workers), (len(sim_work) + len(real_work)) // 64))
     t0 = time.perf_counter()
+    dask = {k: v for k, v in compute_options(p.compute).items() if k in ("scheduler", "batch_size", "max_in_flight")}
     sims = list(map_frames(stats_one, sim_work, workers=workers,
-                           desc=f"gap {args.variant} sim", settings=settings))
-    reals = list(map_frames(stats_one, real_work, workers=workers, desc="gap real", settings=settings))
+                           desc=f"gap {args.variant} sim", settings=settings, **dask))
+    reals = list(map_frames(stats_one, real_work, workers=workers, desc="gap real", settings=settings, **dask))
     import torch
     # small demo-sized sets: extra intra-op threads only spin (about 2 s of CPU on 40 images)
     torch.set_num_threads(max(1, min(torch.get_num_threads(), (len(sims) + len(reals)) // 256)))
