@@ -26,7 +26,7 @@ from sim2real.formats.images import read_rgb, write_image
 from sim2real.formats.vkitti2 import read_depth_m, read_instance_seg
 from sim2real.formats.yolo import boxes_to_yolo, format_labels
 from sim2real.io import atomic_dir, atomic_file, write_json
-from sim2real.parallel import compute_options, map_frames
+from sim2real.parallel import SkipLog, compute_options, map_frames
 from sim2real.params import load_params
 from sim2real.physics.frame import VALUE_COLUMNS, check_config, object_transmission, render, sample_values
 
@@ -153,25 +153,29 @@ def run(dedupe_dir: str | Path, out_dir: str | Path, report: str | Path, params:
     check_config(params)
     items = read_frames(dedupe_dir)
     rows = []
+    skips = SkipLog()  # data.on_error: skip -> corrupt frames are listed, never silently lost
     with atomic_dir(out_dir) as tmp:
         (tmp / "images").mkdir()
         (tmp / "labels").mkdir()
         for row in map_frames(process_frame, items, workers=workers, desc="depth_blur", **map_options,
                               params=params, seed=seed, out_dir=str(tmp), final_dir=str(out_dir)):
+            if skips.take(row):
+                continue
             rows.append(row)  # metadata only: pixels stay in the workers
         table = pd.DataFrame(rows)
         with atomic_file(tmp / "frames.csv") as fh:
             table.to_csv(fh, index=False)
     summary = summarise(table, params)
+    summary.update(skips.report(frames_in=len(items), frames_out=len(rows)))
     write_json(report, summary)
     return summary
 
 
 def main(argv=None) -> None:
     args = cli(argv)
-    p = load_params("blur", "haze", "camera", "seed", "compute")
+    p = load_params("blur", "haze", "camera", "seed", "compute", "data")
     params = {"blur": plain(p.blur), "haze": plain(p.haze), "camera": plain(p.camera)}
-    opts = compute_options(p.compute, stage="depth_blur")  # workers; Dask scheduler / resume when set
+    opts = compute_options(p.compute, p.data, stage="depth_blur")  # workers; Dask scheduler / resume when set
     s = run(args.dedupe, args.out, args.report, params, int(p.seed), **opts)
     print(f"depth_blur: {s['frames']} frames, kept {s['boxes_out']} of {s['boxes_in']} boxes "
           f"({s['boxes_dropped_low_transmission']} dropped, transmission < haze.min_transmission)")

@@ -214,3 +214,17 @@ def test_changing_blur_sigma_reruns_only_depth_blur_and_dependants(pipeline_repo
     added = (status1 - status0) | (running1 - running0)
     assert added <= allowed, added - allowed
     assert not running1 & {"demo", "ingest", "dedupe"}
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_on_error_skip_lists_the_corrupt_frame_in_the_report(tmp_path, workers):
+    d = fake_dedupe(tmp_path, n_frames=3)
+    bad = pd.read_csv(d / "frames.csv").loc[1, "rgb"]
+    Path(bad).write_bytes(b"\xff\xd8 truncated jpeg")
+    with pytest.raises(DataError, match=r"rgb_1\.jpg"):
+        run(d, tmp_path / "f", tmp_path / "f.json", PARAMS, seed=0, workers=workers)
+    s = run(d, tmp_path / "s", tmp_path / "s.json", PARAMS, seed=0, workers=workers, on_error="skip")
+    assert s["frames_in"] == 3 and s["frames_out"] == 2 and s["frames_skipped"] == 1
+    assert [k["frame_id"] for k in s["skipped"]] == ["Scene01_clone_c0_00001"]
+    assert "rgb_1.jpg" in s["skipped"][0]["message"]
+    assert pd.read_csv(tmp_path / "s" / "frames.csv")["frame_id"].tolist() == ["Scene01_clone_c0_00000", "Scene01_clone_c0_00002"]
