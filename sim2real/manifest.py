@@ -145,3 +145,18 @@ def iter_groups(csv_path: str | Path, keys: Sequence[str], chunksize: int = 200_
         pending = chunk.iloc[starts[-1]:].reset_index(drop=True)
     if pending is not None and len(pending):
         yield pending
+
+
+def read_manifest(path: str | Path, need: Sequence[str] = (), *, all_str: bool = False,
+                  missing_hint: str = "run the upstream stage first (dvc repro)") -> pd.DataFrame:
+    """Read a manifest/report CSV written by a stage; DataError naming the file when it is absent
+    or lacks a needed column. Ids (frame_id, image_id) stay strings ("000123" is not 123)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, f"not found ({missing_hint})")
+    dtype = str if all_str else {"frame_id": str, "image_id": str}
+    df = pd.read_csv(path, dtype=dtype, keep_default_na=False)
+    missing = [c for c in need if c not in df.columns]
+    if missing:
+        raise DataError(path, f"missing column(s) {', '.join(missing)}")
+    return df

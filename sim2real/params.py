@@ -61,3 +61,10 @@ def load_params(*sections: str, path: str | Path = PARAMS_FILE) -> Section:
             raise ConfigError(f"{path}: missing section '{name}'")
         out[name] = data[name]
     return Section(out)
+
+
+def plain(section: Any) -> Any:
+    """A params Section (nested) as plain dicts: picklable and JSON-able for workers and reports."""
+    if isinstance(section, dict):
+        return {k: plain(v) for k, v in section.items()}
+    return section

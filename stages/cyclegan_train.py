@@ -22,8 +22,8 @@ import torch
 
 from sim2real.cyclegan.checkpoint import params_hash, save_generator
 from sim2real.cyclegan.train import LOSS_NAMES, TrainConfig, data_fingerprint, domain_frames, sample_grid, train
-from sim2real.errors import DataError
 from sim2real.formats.images import read_rgb, write_image
+from sim2real.manifest import read_manifest
 from sim2real.io import atomic_dir, atomic_file, write_json
 from sim2real.params import load_params
 from sim2real.tracking import Tracker
@@ -39,12 +39,6 @@ def cli(argv=None) -> argparse.Namespace:
     ap.add_argument("--report", required=True, help="summary metrics JSON")
     ap.add_argument("--live", default=None, help="DVCLive folder (metrics.json + step history)")
     return ap.parse_args(argv)
-
-
-def read_csv(path: Path) -> pd.DataFrame:
-    if not path.is_file():
-        raise DataError(path, "manifest not found (run the upstream stage first)")
-    return pd.read_csv(path, dtype=str, keep_default_na=False)
 
 
 def write_losses_csv(path: str | Path, history: dict[str, list[float]]) -> None:
@@ -70,7 +64,7 @@ def main(argv=None) -> None:
     torch.set_num_threads(max(1, int(p.compute.workers)))
     frames_csv = Path(args.synthetic) / "frames.csv"
     real_csv = Path(args.real) / "real_frames.csv"
-    paths_a, paths_b = domain_frames(read_csv(frames_csv), read_csv(real_csv), list(cg.variations),
+    paths_a, paths_b = domain_frames(read_manifest(frames_csv, all_str=True), read_manifest(real_csv, all_str=True), list(cg.variations),
                                      frames_path=frames_csv, real_path=real_csv)
     phash = params_hash({"train": cfg.hashed(), "variations": list(cg.variations)},
                         data_fingerprint(paths_a, paths_b))

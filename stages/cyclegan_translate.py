@@ -28,6 +28,7 @@ from sim2real.cyclegan.stats import DomainStats, edge_correlation, lab_histogram
 from sim2real.cyclegan.translate import check_translate_params, translate_image
 from sim2real.errors import ConfigError, DataError
 from sim2real.formats.images import read_rgb, write_image
+from sim2real.manifest import read_manifest
 from sim2real.io import atomic_dir, atomic_file, write_json
 from sim2real.parallel import map_frames
 from sim2real.params import load_params
@@ -41,12 +42,6 @@ def cli(argv=None) -> argparse.Namespace:
     ap.add_argument("--out", required=True, help="variant dataset folder to write")
     ap.add_argument("--report", required=True, help="metrics JSON")
     return ap.parse_args(argv)
-
-
-def read_csv(path: Path) -> pd.DataFrame:
-    if not path.is_file():
-        raise DataError(path, "manifest not found (run the upstream stage first)")
-    return pd.read_csv(path, dtype=str, keep_default_na=False)
 
 
 def translate_frame(row: dict, *, generator, out_dir: Path, final_dir: Path, mode: str, tile_px: int,
@@ -91,7 +86,7 @@ def main(argv=None) -> None:
     torch.set_num_threads(max(1, int(p.compute.workers)))
     variations = [str(v) for v in p.cyclegan.variations]
     frames_csv = Path(args.synthetic) / "frames.csv"
-    frames = read_csv(frames_csv)
+    frames = read_manifest(frames_csv, all_str=True)
     for col in ("frame_id", "variation", "image", "label"):
         if col not in frames.columns:
             raise DataError(frames_csv, f"missing column '{col}'")
@@ -99,7 +94,7 @@ def main(argv=None) -> None:
     if frames.empty:
         raise ConfigError(f"cyclegan.variations {variations}: no frames in {frames_csv}")
     real_csv = Path(args.real) / "real_frames.csv"
-    real = read_csv(real_csv)
+    real = read_manifest(real_csv, all_str=True)
     generator = load_generator(Path(args.model) / "generator_a2b.pt", device)
 
     raw, translated = DomainStats(), DomainStats()

@@ -27,7 +27,7 @@ from sim2real.formats.vkitti2 import read_depth_m, read_instance_seg
 from sim2real.formats.yolo import boxes_to_yolo, format_labels
 from sim2real.io import atomic_dir, atomic_file, write_json
 from sim2real.parallel import SkipLog, compute_options, map_frames
-from sim2real.params import load_params
+from sim2real.params import load_params, plain
 from sim2real.physics.frame import VALUE_COLUMNS, check_config, object_transmission, render, sample_values
 
 BOX_COLUMNS = ["trackID", "class_id", "left", "top", "right", "bottom"]
@@ -40,11 +40,6 @@ def cli(argv=None) -> argparse.Namespace:
     ap.add_argument("--out", required=True, help="variant dataset folder to write")
     ap.add_argument("--report", required=True, help="summary JSON to write")
     return ap.parse_args(argv)
-
-
-def plain(section) -> dict:
-    """A params Section as plain, picklable dicts."""
-    return {k: plain(v) if isinstance(v, dict) else v for k, v in dict(section).items()}
 
 
 def read_frames(dedupe_dir: str | Path) -> list[dict]:

@@ -21,6 +21,7 @@ from sim2real.formats.images import read_rgb
 from sim2real.formats.yolo import read_labels, yolo_to_boxes
 from sim2real.io import atomic_dir, write_json
 from sim2real.metrics.gap import GapSettings, ImageStats, compare_domains, image_stats, plot_blur_profile
+from sim2real.manifest import read_manifest
 from sim2real.parallel import compute_options, map_frames
 from sim2real.params import load_params
 from sim2real.tracking import Tracker
@@ -38,17 +39,6 @@ def cli(argv=None) -> argparse.Namespace:
     ap.add_argument("--curves", required=True, help="output folder for blur_profile.csv and spectrum.csv")
     ap.add_argument("--live", default=None, help="DVCLive folder (headline metrics.json)")
     return ap.parse_args(argv)
-
-
-def _read_csv(path: str | Path, need: list[str]) -> pd.DataFrame:
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(path, "manifest not found")
-    df = pd.read_csv(path, keep_default_na=False, dtype={"frame_id": str, "image_id": str})
-    missing = [c for c in need if c not in df.columns]
-    if missing:
-        raise DataError(path, f"missing column(s) {', '.join(missing)}")
-    return df
 
 
 def resolve(value: str, base: Path) -> Path:
@@ -69,7 +59,7 @@ def evenly_spaced(df: pd.DataFrame, key: str, n_max: int | None) -> pd.DataFrame
 
 def sim_items(frames_csv: str | Path, classes: list[str], max_images: int | None) -> list[dict]:
     """Work items of a variant dataset: frame id, image path, YOLO label path (boxes read in the worker)."""
-    df = _read_csv(frames_csv, ["frame_id", "image", "label"])
+    df = read_manifest(frames_csv, ["frame_id", "image", "label"])
     if df.empty:
         raise DataError(frames_csv, "no frames")
     df = evenly_spaced(df, "frame_id", max_images)
@@ -81,12 +71,12 @@ def sim_items(frames_csv: str | Path, classes: list[str], max_images: int | None
 def real_items(real_frames_csv: str | Path, real_boxes_csv: str | Path, classes: list[str],
                max_images: int | None) -> list[dict]:
     """Work items of the real val split with their boxes of the output classes (xyxy pixels)."""
-    frames = _read_csv(real_frames_csv, ["image_id", "split", "image"])
+    frames = read_manifest(real_frames_csv, ["image_id", "split", "image"])
     frames = frames[frames["split"] == "val"]
     if frames.empty:
         raise DataError(real_frames_csv, "no real frames with split == val")
     frames = evenly_spaced(frames, "image_id", max_images)
-    boxes = _read_csv(real_boxes_csv, ["image_id", "type", "left", "top", "right", "bottom"])
+    boxes = read_manifest(real_boxes_csv, ["image_id", "type", "left", "top", "right", "bottom"])
     boxes = boxes[boxes["type"].isin(classes)]
     by_id = {k: g[["left", "top", "right", "bottom"]].to_numpy(np.float64) for k, g in boxes.groupby("image_id")}
     base = Path(real_frames_csv).parent

@@ -25,6 +25,7 @@ import yaml
 from sim2real.cli import entrypoint
 from sim2real.errors import DataError
 from sim2real.formats.images import read_rgb
+from sim2real.manifest import read_manifest
 from sim2real.io import atomic_file
 from sim2real.metrics.gap import draw_blur_profile
 from sim2real.tracking import Tracker
@@ -65,11 +66,8 @@ def read_json(path: str | Path) -> dict:
         raise DataError(path, f"not valid JSON ({exc.msg})", line=exc.lineno) from None
 
 
-def read_csv(path: str | Path) -> pd.DataFrame:
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(path, "report input not found (run the stage that writes it: dvc repro)")
-    return pd.read_csv(path, dtype={"frame_id": str, "image_id": str}, keep_default_na=False)
+def read_report_csv(path: str | Path) -> pd.DataFrame:
+    return read_manifest(path, missing_hint="report input: run the stage that writes it, dvc repro")
 
 
 def resolve(value: str, base: Path) -> Path:
@@ -96,8 +94,8 @@ def variant_rows(variants: dict, metrics_dir: Path, gap_dir: Path) -> list[dict]
             v = None if v is None else float(v)
             cells.append((v, "n/a" if v is None or not np.isfinite(v) else fmt.format(v)))
         rows.append({"variant": name, "cells": cells, "gap": g, "metrics": m,
-                     "profile": read_csv(gap_dir / name / "blur_profile.csv"),
-                     "spectrum": read_csv(gap_dir / name / "spectrum.csv")})
+                     "profile": read_report_csv(gap_dir / name / "blur_profile.csv"),
+                     "spectrum": read_report_csv(gap_dir / name / "spectrum.csv")})
     return rows
 
 
@@ -172,7 +170,7 @@ def image_grid(variants: dict, real_frames_csv: Path, n_frames: int,
     tables = {}
     for name, spec in variants.items():
         csv = Path(spec["data"]) / "frames.csv"
-        df = read_csv(csv)
+        df = read_report_csv(csv)
         if "frame_id" not in df.columns or "image" not in df.columns:
             raise DataError(csv, "missing column frame_id or image")
         images = df.set_index("frame_id")["image"]
@@ -186,7 +184,7 @@ def image_grid(variants: dict, real_frames_csv: Path, n_frames: int,
     best = max(cover.values(), default=0)
     pool = [f for f in ids if cover[f] == best]
     picks = [pool[i] for i in np.unique(np.linspace(0, len(pool) - 1, max(1, n_frames)).round().astype(int))] if pool else []
-    real = read_csv(real_frames_csv)
+    real = read_report_csv(real_frames_csv)
     real = real[real["split"] == "val"].sort_values("image_id")
     if real.empty:
         raise DataError(real_frames_csv, "no real val frames for the image grid")

@@ -34,7 +34,7 @@ from sim2real.formats.images import read_gray_any, read_rgb, write_image
 from sim2real.formats.vkitti2 import read_class_seg
 from sim2real.io import atomic_dir, atomic_file, write_json
 from sim2real.parallel import map_frames
-from sim2real.params import load_params
+from sim2real.params import load_params, plain
 
 METHODS = ("photoreal", "nst", "wct2")
 CSV_COLUMNS = ["frame_id", "image", "label", "style_image_id", "method", "steps", "content_loss", "style_loss",
@@ -51,11 +51,6 @@ def cli(argv=None) -> argparse.Namespace:
     ap.add_argument("--report", required=True, help="summary JSON to write")
     ap.add_argument("--grid", default=None, help="optional JPEG grid: content | style | nst | photoreal")
     return ap.parse_args(argv)
-
-
-def plain(section) -> dict:
-    """A params Section as plain, picklable dicts."""
-    return {k: plain(v) if isinstance(v, dict) else v for k, v in dict(section).items()}
 
 
 # ---------------------------------------------------------------------------- inputs

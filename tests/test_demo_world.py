@@ -13,7 +13,7 @@ import pytest
 from sim2real.demo import generate
 from sim2real.errors import DataError
 from sim2real.formats import kitti, vkitti2
-from sim2real.formats.images import image_size, read_rgb, write_gray
+from sim2real.formats.images import image_size, read_rgb
 from sim2real.labels import dedupe
 from sim2real.manifest import index_kitti, index_vkitti2_sequence
 

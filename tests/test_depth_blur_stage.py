@@ -118,7 +118,7 @@ def test_stage_cli_prints_one_line_error(tmp_path):
     write_depth(small, np.full((H - 1, W), 30.0, np.float32))
     frames.assign(depth=str(small)).to_csv(d / "frames.csv", index=False)
     params = {"blur": PARAMS["blur"], "haze": PARAMS["haze"], "camera": PARAMS["camera"], "seed": 0,
-              "compute": {"workers": 1}}
+              "compute": {"workers": 1}, "data": {"on_error": "fail"}}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     proc = subprocess.run([sys.executable, "-m", "stages.depth_blur", "--dedupe", str(d), "--out", str(tmp_path / "o"),
                            "--report", str(tmp_path / "r.json")], cwd=tmp_path, capture_output=True, text=True,

@@ -5,7 +5,6 @@ import json
 
 import pandas as pd
 import pytest
-import yaml
 
 from tests.conftest import dvc, make_repo, run, BIN
 
