@@ -23,6 +23,7 @@ import torch
 from sim2real.cyclegan.checkpoint import params_hash, save_generator
 from sim2real.cyclegan.train import LOSS_NAMES, TrainConfig, data_fingerprint, domain_frames, sample_grid, train
 from sim2real.formats.images import read_rgb, write_image
+from sim2real.cli import entrypoint
 from sim2real.manifest import read_manifest
 from sim2real.io import atomic_dir, atomic_file, write_json
 from sim2real.params import load_params
@@ -99,4 +100,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    entrypoint(main)

@@ -28,9 +28,10 @@ from sim2real.cyclegan.stats import DomainStats, edge_correlation, lab_histogram
 from sim2real.cyclegan.translate import check_translate_params, translate_image
 from sim2real.errors import ConfigError, DataError
 from sim2real.formats.images import read_rgb, write_image
+from sim2real.cli import entrypoint
 from sim2real.manifest import read_manifest
 from sim2real.io import atomic_dir, atomic_file, write_json
-from sim2real.parallel import map_frames
+from sim2real.parallel import SkipLog, check_on_error, map_frames
 from sim2real.params import load_params
 
 
@@ -74,7 +75,7 @@ def real_stats(real: pd.DataFrame, split: str) -> DomainStats:
 
 def main(argv=None) -> None:
     args = cli(argv)
-    p = load_params("cyclegan", "compute")
+    p = load_params("cyclegan", "compute", "data")
     tp = p.cyclegan.translate
     mode, tile_px, overlap_px = str(tp.mode), int(tp.tile_px), int(tp.overlap_px)
     check_translate_params(mode, tile_px, overlap_px)
@@ -99,15 +100,20 @@ def main(argv=None) -> None:
 
     raw, translated = DomainStats(), DomainStats()
     rows = []
+    skips = SkipLog()  # data.on_error: skip -> a corrupt frame is left out and listed in the report
+    records = frames.to_dict("records")
     t0 = time.perf_counter()
     with atomic_dir(args.out) as tmp:
         (tmp / "images").mkdir()
         (tmp / "labels").mkdir()
         # in-process: torch already uses compute.workers threads for the convolutions
-        for res in map_frames(translate_frame, frames.to_dict("records"), workers=1, desc="cyclegan_translate",
+        for res in map_frames(translate_frame, records, workers=1, desc="cyclegan_translate",
+                              on_error=check_on_error(str(p.data.on_error)),
                               generator=generator, out_dir=tmp, final_dir=Path(args.out), mode=mode,
                               tile_px=tile_px, overlap_px=overlap_px, amp=bool(tp.amp) and device == "cuda",
                               jpeg_quality=int(tp.jpeg_quality)):
+            if skips.take(res):
+                continue
             rows.append(res["row"])
             raw.add_summary(res["raw_hist"], res["raw_sharp"])
             translated.add_summary(res["out_hist"], res["out_sharp"])
@@ -118,7 +124,8 @@ def main(argv=None) -> None:
     edge = np.array([r["edge_corr"] for r in rows])
     report = {"frames": len(rows), "mode": mode, "device": device, "seconds": round(seconds, 2),
               "frames_per_s": round(len(rows) / seconds, 3),
-              "edge_corr": {"min": float(edge.min()), "mean": float(edge.mean())}}
+              "edge_corr": {"min": float(edge.min()), "mean": float(edge.mean())},
+              **skips.report(frames_in=len(records), frames_out=len(rows))}
     for split in ("train", "val"):
         ref = real_stats(real, split)
         if ref.n == 0:
@@ -137,4 +144,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    entrypoint(main)

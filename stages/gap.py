@@ -22,7 +22,7 @@ from sim2real.formats.yolo import read_labels, yolo_to_boxes
 from sim2real.io import atomic_dir, write_json
 from sim2real.metrics.gap import GapSettings, ImageStats, compare_domains, image_stats, plot_blur_profile
 from sim2real.manifest import read_manifest
-from sim2real.parallel import compute_options, map_frames
+from sim2real.parallel import SkipLog, compute_options, map_frames
 from sim2real.params import load_params
 from sim2real.tracking import Tracker
 
@@ -109,7 +109,7 @@ def sample_pair(sim: ImageStats, real: ImageStats) -> np.ndarray:
 
 def main(argv=None) -> None:
     args = cli(argv)
-    p = load_params("gap", "seed", "classes", "compute")
+    p = load_params("gap", "seed", "classes", "compute", "data")
     settings = GapSettings.from_params(p.gap, p.seed)
     classes = list(p.classes)
     max_images = p.gap.max_images
@@ -118,10 +118,13 @@ def main(argv=None) -> None:
     # ~50 ms a frame: worker start-up only pays off from a few dozen frames per worker
     workers = max(1, min(int(p.compute.workers), (len(sim_work) + len(real_work)) // 64))
     t0 = time.perf_counter()
-    dask = {k: v for k, v in compute_options(p.compute).items() if k in ("scheduler", "batch_size", "max_in_flight")}
-    sims = list(map_frames(stats_one, sim_work, workers=workers,
-                           desc=f"gap {args.variant} sim", settings=settings, **dask))
-    reals = list(map_frames(stats_one, real_work, workers=workers, desc="gap real", settings=settings, **dask))
+    opts = {k: v for k, v in compute_options(p.compute, p.data).items()
+            if k in ("scheduler", "batch_size", "max_in_flight", "on_error")}
+    sim_skips, real_skips = SkipLog(), SkipLog()  # data.on_error: skip -> listed in the JSON, never lost
+    sims = [r for r in map_frames(stats_one, sim_work, workers=workers, desc=f"gap {args.variant} sim",
+                                  settings=settings, **opts) if not sim_skips.take(r)]
+    reals = [r for r in map_frames(stats_one, real_work, workers=workers, desc="gap real", settings=settings, **opts)
+             if not real_skips.take(r)]
     import torch
     # small demo-sized sets: extra intra-op threads only spin (about 2 s of CPU on 40 images)
     torch.set_num_threads(max(1, min(torch.get_num_threads(), (len(sims) + len(reals)) // 256)))
@@ -130,6 +133,8 @@ def main(argv=None) -> None:
     except ValueError as exc:
         raise DataError(args.frames, f"gap metrics for variant '{args.variant}': {exc}") from None
     result["variant"] = args.variant
+    result["sim_frames"] = sim_skips.report(frames_in=len(sim_work), frames_out=len(sims))
+    result["real_frames"] = real_skips.report(frames_in=len(real_work), frames_out=len(reals))
     result["directions"] = {k: "lower is better" for k in HEADLINE}
     with atomic_dir(args.curves) as tmp:
         curves["blur_profile"].to_csv(tmp / "blur_profile.csv", index=False, float_format="%.6g")

@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 import torch
 
 from sim2real.cyclegan import checkpoint as ckpt
@@ -304,7 +305,7 @@ def _stage_world(root: Path, rng: np.random.Generator) -> None:
     pd.DataFrame(rows).to_csv(root / "dedupe/frames.csv", index=False)
     (root / "ingest").mkdir()
     pd.DataFrame(real).to_csv(root / "ingest/real_frames.csv", index=False)
-    params = {"seed": 0, "compute": {"workers": 1, "device": "cpu"},
+    params = {"seed": 0, "compute": {"workers": 1, "device": "cpu"}, "data": {"on_error": "fail"},
               "cyclegan": {"variations": ["clone"],
                            "train": {**TINY, "ngf": 4, "ndf": 4, "crop_px": 24, "iterations": 3, "checkpoint_every": 2},
                            "translate": {"mode": "whole", "tile_px": 64, "overlap_px": 8, "amp": True,
@@ -337,3 +338,15 @@ def test_stage_clis_train_then_translate(tmp_path, monkeypatch):
                                                         .replace(".png", ".txt")).read_bytes()
     report = json.loads(Path("reports/translate.json").read_text())
     assert report["frames"] == 2 and {"real_train", "real_val"} <= set(report)
+    # data.on_error: skip -> a corrupt frame is left out and listed; fail (above) stops naming it
+    Path("sim/1.png").write_bytes(b"\x89PNG broken")
+    with pytest.raises(DataError, match=r"sim/1\.png"):
+        cyclegan_translate.main(translate_args)
+    params = yaml.safe_load(Path("params.yaml").read_text())
+    params["data"]["on_error"] = "skip"
+    Path("params.yaml").write_text(yaml.safe_dump(params))
+    cyclegan_translate.main(translate_args)
+    report = json.loads(Path("reports/translate.json").read_text())
+    assert report["frames_in"] == 2 and report["frames_out"] == 1 and report["frames_skipped"] == 1
+    assert [s["frame_id"] for s in report["skipped"]] == ["f1"]
+    assert pd.read_csv("aug/cyclegan/frames.csv", dtype=str)["frame_id"].tolist() == ["f0"]
