@@ -72,9 +72,17 @@ def main(argv=None) -> None:
     config = {"train": dict(cg.train), "variations": list(cg.variations), "seed": int(p.seed),
               "device": cfg.device, "frames_a": len(paths_a), "frames_b": len(paths_b), "params_hash": phash}
     with Tracker("cyclegan_train", None, config=config, dvclive_dir=args.live) as tracker:
-        result = train(cfg, paths_a, paths_b, args.checkpoints, params_hash=phash,
-                       on_iteration=lambda step, losses: tracker.log(losses, step=step))
+        logged: list[int] = []
+
+        def on_iteration(step: int, losses: dict) -> None:
+            logged.append(step)
+            tracker.log(losses, step=step)
+
+        result = train(cfg, paths_a, paths_b, args.checkpoints, params_hash=phash, on_iteration=on_iteration)
         trainer = result.trainer
+        if not logged:  # resumed from a finished checkpoint: replay its history so the curves survive the rerun
+            for i, step in enumerate(trainer.history["step"]):
+                tracker.log({k: trainer.history[k][i] for k in ("lr", *LOSS_NAMES)}, step=int(step))
         grid = sample_grid(trainer.model, read_rgb(paths_a[0]), read_rgb(paths_b[0]))
         tracker.log_image("samples", grid)
         with atomic_dir(args.out) as tmp:
