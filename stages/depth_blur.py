@@ -26,6 +26,7 @@ from sim2real.formats.images import read_rgb, write_image
 from sim2real.formats.vkitti2 import read_depth_m, read_instance_seg
 from sim2real.formats.yolo import boxes_to_yolo, format_labels
 from sim2real.io import atomic_dir, atomic_file, write_json
+from sim2real.manifest import read_manifest
 from sim2real.parallel import SkipLog, compute_options, map_frames
 from sim2real.params import load_params, plain
 from sim2real.physics.frame import VALUE_COLUMNS, check_config, object_transmission, render, sample_values
@@ -46,19 +47,11 @@ def read_frames(dedupe_dir: str | Path) -> list[dict]:
     """One dict per frame: the frames.csv row plus ``boxes`` (rows of boxes_kept.csv, file order)."""
     dedupe_dir = Path(dedupe_dir)
     frames_csv, boxes_csv = dedupe_dir / "frames.csv", dedupe_dir / "boxes_kept.csv"
-    if not frames_csv.is_file():
-        raise DataError(frames_csv, "not found (run the dedupe stage first)")
-    frames = pd.read_csv(frames_csv, keep_default_na=False)
-    need = {"frame_id", "image", "label", "depth", "instance_seg", "width", "height", "fx", "fy", "cx", "cy"}
-    missing = sorted(need - set(frames.columns))
-    if missing:
-        raise DataError(frames_csv, f"missing columns: {', '.join(missing)}")
+    frames = read_manifest(frames_csv, ["frame_id", "image", "label", "depth", "instance_seg", "width", "height",
+                                        "fx", "fy", "cx", "cy"], missing_hint="run the dedupe stage first")
     by_frame: dict[str, list] = {}
     if boxes_csv.is_file() and boxes_csv.stat().st_size:
-        boxes = pd.read_csv(boxes_csv, keep_default_na=False)
-        miss = sorted({"frame_id", *BOX_COLUMNS} - set(boxes.columns))
-        if miss:
-            raise DataError(boxes_csv, f"missing columns: {', '.join(miss)}")
+        boxes = read_manifest(boxes_csv, ["frame_id", *BOX_COLUMNS])
         for fid, g in boxes.groupby("frame_id", sort=False):
             by_frame[str(fid)] = g[BOX_COLUMNS].to_numpy(dtype=np.int64).tolist()
     items = frames.to_dict("records")

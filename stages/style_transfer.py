@@ -33,6 +33,7 @@ from sim2real.errors import ConfigError, DataError
 from sim2real.formats.images import read_gray_any, read_rgb, write_image
 from sim2real.formats.vkitti2 import read_class_seg
 from sim2real.io import atomic_dir, atomic_file, write_json
+from sim2real.manifest import read_manifest
 from sim2real.parallel import map_frames
 from sim2real.params import load_params, plain
 
@@ -56,13 +57,8 @@ def cli(argv=None) -> argparse.Namespace:
 # ---------------------------------------------------------------------------- inputs
 def read_content_frames(dedupe_dir: str | Path) -> list[dict]:
     """Rows of ``<dedupe>/frames.csv`` (frame_id, image, label, class_seg when present)."""
-    path = Path(dedupe_dir) / "frames.csv"
-    if not path.is_file():
-        raise DataError(path, "not found (run the dedupe stage first)")
-    df = pd.read_csv(path, keep_default_na=False, dtype={"frame_id": str})
-    missing = sorted({"frame_id", "image", "label"} - set(df.columns))
-    if missing:
-        raise DataError(path, f"missing columns: {', '.join(missing)}")
+    df = read_manifest(Path(dedupe_dir) / "frames.csv", ["frame_id", "image", "label"],
+                       missing_hint="run the dedupe stage first")
     if "class_seg" not in df.columns:
         df["class_seg"] = ""
     return [dict(frame_id=str(r.frame_id), image=str(r.image), label=str(r.label), class_seg=str(r.class_seg))
@@ -75,12 +71,7 @@ def read_style_pool(real_dir: str | Path, semantic_only: bool = False) -> list[d
     Val rows are dropped here, before anything reads their pixels.
     """
     path = Path(real_dir) / "real_frames.csv"
-    if not path.is_file():
-        raise DataError(path, "not found (run the ingest stage first)")
-    df = pd.read_csv(path, keep_default_na=False, dtype={"image_id": str, "split": str})
-    missing = sorted({"image_id", "split", "image"} - set(df.columns))
-    if missing:
-        raise DataError(path, f"missing columns: {', '.join(missing)}")
+    df = read_manifest(path, ["image_id", "split", "image"], missing_hint="run the ingest stage first")
     bad = ~df["split"].isin(["train", "val"])
     if bad.any():
         i = int(np.argmax(bad.to_numpy()))
