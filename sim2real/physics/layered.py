@@ -103,10 +103,10 @@ def layered_blur(
         layer = cv2.GaussianBlur(layer, (ks, ks), sigma, borderType=cv2.BORDER_REFLECT_101)
         if k == order[0]:  # nothing behind the farthest layer yet
             acc[r0:r1, c0:c1] = layer
-        else:  # over: acc = layer + acc * (1 - alpha)
+        else:  # over: acc = layer + acc * (1 - alpha), written in place into acc's region
+            roi = acc[r0:r1, c0:c1]
             inv = cv2.subtract(255, layer[..., 3])
-            acc[r0:r1, c0:c1] = cv2.add(layer, cv2.multiply(acc[r0:r1, c0:c1], cv2.merge([inv, inv, inv, inv]),
-                                                             scale=1.0 / 255))
+            cv2.add(layer, cv2.multiply(roi, cv2.merge([inv, inv, inv, inv]), scale=1.0 / 255), dst=roi)
     # un-premultiply: colour = premultiplied / coverage. Where the total coverage is below 1/4
     # (a region a few pixels across, or a lone pixel, under a wider kernel, with nothing nearer
     # in front) the 8-bit division would amplify rounding; such a pixel keeps its own colour,
