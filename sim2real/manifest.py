@@ -21,7 +21,7 @@ from typing import Iterator, Sequence
 import numpy as np
 import pandas as pd
 
-from sim2real.errors import DataError
+from sim2real.errors import ConfigError, DataError
 from sim2real.formats import kitti, vkitti2
 from sim2real.formats.images import image_size
 from sim2real.safety import resolve_within
@@ -29,6 +29,9 @@ from sim2real.safety import resolve_within
 FRAME_COLUMNS = ["frame_id", "scene", "variation", "camera", "frame", "width", "height", "rgb", "depth",
                  "class_seg", "instance_seg", "fx", "fy", "cx", "cy"]
 REAL_COLUMNS = ["image_id", "split", "image", "label", "calib", "semantic", "width", "height"]
+#: manifest columns holding file paths: checked against the data roots by :func:`check_manifest_paths`
+PATH_COLUMNS = ("rgb", "depth", "class_seg", "instance_seg", "image", "label", "calib", "semantic",
+                "source_image")
 
 
 def frame_id(scene: str, variation: str, camera: int, frame: int) -> str:
@@ -148,15 +151,138 @@ def iter_groups(csv_path: str | Path, keys: Sequence[str], chunksize: int = 200_
 
 
 def read_manifest(path: str | Path, need: Sequence[str] = (), *, all_str: bool = False,
-                  missing_hint: str = "run the upstream stage first (dvc repro)") -> pd.DataFrame:
+                  missing_hint: str = "run the upstream stage first (dvc repro)",
+                  roots: Sequence[str | Path] | None = None, usecols: Sequence[str] | None = None) -> pd.DataFrame:
     """Read a manifest/report CSV written by a stage; DataError naming the file when it is absent
-    or lacks a needed column. Ids (frame_id, image_id) stay strings ("000123" is not 123)."""
+    or lacks a needed column. Ids (frame_id, image_id) stay strings ("000123" is not 123).
+
+    Every path column (:data:`PATH_COLUMNS`) is checked with :func:`check_manifest_paths`:
+    against ``roots`` when given, else against the configured data roots whenever the manifest
+    itself lies inside them (every stage input under DVC). ``usecols`` reads only those columns
+    (all when None; absent ones are reported as missing).
+    """
     path = Path(path)
     if not path.is_file():
         raise DataError(path, f"not found ({missing_hint})")
-    dtype = str if all_str else {"frame_id": str, "image_id": str}
-    df = pd.read_csv(path, dtype=dtype, keep_default_na=False)
+    types = str if all_str else {"frame_id": str, "image_id": str}
+    cols = None
+    if usecols is not None:
+        header = pd.read_csv(path, nrows=0).columns
+        missing = [c for c in usecols if c not in header]
+        if missing:
+            raise DataError(path, f"missing column(s) {', '.join(missing)}")
+        cols = list(usecols)
+        if isinstance(types, dict):
+            types = {k: v for k, v in types.items() if k in cols}
+    df = pd.read_csv(path, dtype=types, keep_default_na=False, usecols=cols)
     missing = [c for c in need if c not in df.columns]
     if missing:
         raise DataError(path, f"missing column(s) {', '.join(missing)}")
+    check_manifest_paths(df, path, roots)
     return df
+
+
+# ----------------------------------------------------------------------------- path checks
+def configured_roots(base: str | Path | None = None) -> list[Path]:
+    """The data roots of ``<base>/params.yaml`` (default: the working directory = repository root),
+    resolved: ``data/`` plus ``data.demo_root``, ``data.vkitti2_root``, ``data.kitti_root`` when
+    set; just ``data/`` when there is no params file or no ``data`` section. The repository's DVC
+    cache (``.dvc/cache``) counts as data too, for checkouts with ``cache.type: symlink``.
+
+    Like :func:`sim2real.safety.data_roots`, except that a relative root is checked before its
+    symlinks are followed (``data/`` may be a symlink to another disk; ``data/../x`` is refused)."""
+    from sim2real.params import load_params
+
+    base = Path(os.path.abspath(base or Path.cwd()))
+    params_file = base / "params.yaml"
+    data: dict = {}
+    if params_file.is_file():
+        try:
+            data = dict(load_params("data", path=params_file).data or {})
+        except ConfigError:
+            data = {}
+    roots = [base / "data"]
+    for key in ("demo_root", "vkitti2_root", "kitti_root"):
+        value = data.get(key)
+        if not value:
+            continue
+        root = Path(str(value)).expanduser()
+        if root.is_absolute():
+            if key == "demo_root":
+                raise ConfigError(f"params.yaml: data.{key} must be a path inside the repository, "
+                                  f"got absolute {value!r}")
+        elif not Path(os.path.normpath(base / root)).is_relative_to(base):
+            raise ConfigError(f"params.yaml: data.{key}={value!r} points outside the repository {base}")
+        roots.append(base / root)
+    if (base / ".dvc" / "cache").is_dir():  # DVC checkouts with cache.type symlink point into it
+        roots.append(base / ".dvc" / "cache")
+    return [Path(os.path.realpath(r)) for r in roots]
+
+
+def _inside(real: str, roots: Sequence[str]) -> bool:
+    return any(real == r or real.startswith(r.rstrip(os.sep) + os.sep) for r in roots)
+
+
+def check_manifest_paths(df: pd.DataFrame, manifest: str | Path, roots: Sequence[str | Path] | None = None, *,
+                         columns: Sequence[str] = PATH_COLUMNS, first_line: int = 2,
+                         base: str | Path | None = None) -> None:
+    """Reject manifest paths that escape the data roots (``..``, absolute paths elsewhere, symlinks).
+
+    Each non-empty value of the path ``columns`` present in ``df`` (``label`` only in a manifest
+    that lists images, i.e. has an ``image`` column: in box tables it is the class name) is
+    interpreted the way the readers do (:func:`sim2real.detect.datasets.resolve_path`,
+    ``stages.gap.resolve``): absolute, else relative to the working directory (the repository
+    root) when that exists, else relative to the manifest's folder when that exists; every symlink
+    on the way is followed (:func:`sim2real.safety.resolve_within`) and the result must lie inside
+    one of ``roots``.
+
+    Parameters
+    ----------
+    df : the manifest as read, one row per CSV line in file order (line = row position + ``first_line``).
+    manifest : the CSV file, named in the error.
+    roots : allowed folders. None = :func:`configured_roots`, applied only when ``manifest``
+        itself lies inside them: a manifest under ``data/`` (any DVC stage input) is always
+        checked; a manifest elsewhere (a test's or notebook's temporary world) only when roots
+        are passed explicitly.
+    base : for a reader that always joins relative paths to one folder (e.g. ``val_dir / p``):
+        that folder; None = the readers' rule above.
+
+    Raises
+    ------
+    DataError : ``<manifest>:<line>: path '...' resolves [through a symlink] to ..., outside the data roots``.
+
+    References
+    ----------
+    OWASP, "Path Traversal" (CWE-22) and "Link Following" (CWE-59).
+    """
+    manifest = Path(manifest)
+    if roots is None:
+        roots = configured_roots()
+        if not _inside(os.path.realpath(manifest), [str(r) for r in roots]):
+            return
+    real_roots = [os.path.realpath(r) for r in roots]
+    cwd, folder = os.getcwd(), os.path.abspath(manifest.parent)
+    fixed = None if base is None else os.path.abspath(base)
+    real_dirs: dict[str, str] = {}
+    for col in columns:
+        if col not in df.columns or (col == "label" and "image" not in df.columns):
+            continue  # in box tables (boxes.csv, boxes_kept.csv: no image column) label is the class name
+        for i, value in enumerate(df[col].tolist()):
+            if value is None or (isinstance(value, float) and value != value):
+                continue
+            text = str(value)
+            if text in ("", "nan"):
+                continue
+            where = cwd if fixed is None else fixed
+            if fixed is None and not os.path.isabs(text) and not os.path.exists(os.path.join(cwd, text)) \
+                    and os.path.exists(os.path.join(folder, text)):
+                where = folder
+            full = os.path.join(where, text)
+            head, name = os.path.split(full)
+            if name not in ("", ".", "..") and "\x00" not in full and not os.path.islink(full):
+                real_head = real_dirs.get(head)
+                if real_head is None:
+                    real_head = real_dirs[head] = os.path.realpath(head)
+                if _inside(os.path.join(real_head, name), real_roots):
+                    continue  # fast path: parent folder resolved once, file itself not a symlink
+            resolve_within(text, real_roots, source=manifest, line=first_line + i, base=where)

@@ -1,9 +1,16 @@
 """Stage `cyclegan_translate`: translate the chosen synthetic frames with the trained A→B generator.
 
-Params: cyclegan.variations, cyclegan.translate, compute. Writes the variant dataset
-``<out>/{images,labels,frames.csv}`` (labels copied byte for byte) and a report with the
+Params: cyclegan.variations, cyclegan.translate, compute, data.on_error. Writes the variant
+dataset ``<out>/{images,labels,frames.csv}`` (labels copied byte for byte) and a report with the
 measured domain statistics: Lab colour-histogram W1 distance and sharpness gap of raw and
 translated frames to the real train and val splits, and the edge correlation raw↔translated.
+
+Backends (``compute.scheduler``, through :func:`sim2real.parallel.compute_options`): ``local``
+translates in this process with ``compute.workers`` torch threads; ``tcp://host:port`` sends
+batches of frames to a Dask cluster, where each worker process loads the generator once
+(:func:`cached_generator`, keyed by path + SHA-256 of the weights), uses the same number of torch
+threads and writes its frames into the temporary output (a shared file system on a real
+cluster). The bytes are the same either way (tested on a 2-worker LocalCluster).
 """
 from __future__ import annotations
 
@@ -15,7 +22,9 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
+import hashlib
 import shutil
+import threading
 import time
 from pathlib import Path
 
@@ -31,7 +40,7 @@ from sim2real.formats.images import read_rgb, write_image
 from sim2real.cli import entrypoint
 from sim2real.manifest import read_manifest
 from sim2real.io import atomic_dir, atomic_file, write_json
-from sim2real.parallel import SkipLog, check_on_error, map_frames
+from sim2real.parallel import SkipLog, compute_options, is_distributed, map_frames
 from sim2real.params import load_params
 
 
@@ -45,20 +54,75 @@ def cli(argv=None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
-def translate_frame(row: dict, *, generator, out_dir: Path, final_dir: Path, mode: str, tile_px: int,
-                    overlap_px: int, amp: bool, jpeg_quality: int) -> dict:
-    """Translate one frame into ``out_dir`` (the temporary output); returns its CSV row and stats."""
+# ----------------------------------------------------------------------------- generator cache
+_CACHE: dict[tuple[str, str, str], torch.nn.Module] = {}  # one generator per process (path, sha256, device)
+_CACHE_LOCK = threading.Lock()  # a Dask worker may run tasks in several threads
+_LOADS = 0
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 (hex) of a file, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def cached_generator(path: str | Path, sha256: str, device: str = "cpu") -> torch.nn.Module:
+    """The A→B generator at ``path``, loaded once per process (``weights_only=True``).
+
+    Keyed by the absolute path, the SHA-256 the client computed and the device; a file whose
+    hash differs (weights changed during the run, or another file on this worker machine)
+    raises DataError naming it. Only the latest generator is kept.
+    """
+    global _LOADS
+    key = (os.path.abspath(path), str(sha256), str(device))
+    with _CACHE_LOCK:
+        gen = _CACHE.get(key)
+        if gen is None:
+            actual = file_sha256(path) if Path(path).is_file() else None
+            if actual is not None and actual != sha256:
+                raise DataError(path, f"generator weights differ from the ones this run started with "
+                                      f"(sha256 {actual[:12]}… != {str(sha256)[:12]}…): every worker must "
+                                      f"see the same file")
+            gen = load_generator(path, device)  # DataError naming the file when missing or corrupt
+            _CACHE.clear()
+            _CACHE[key] = gen
+            _LOADS += 1
+        return gen
+
+
+def generator_cache_info() -> dict:
+    """This process's cache: ``{"pid", "loads", "cached"}`` (for tests and ``client.run``)."""
+    return {"pid": os.getpid(), "loads": _LOADS, "cached": [k[0] for k in _CACHE]}
+
+
+def translate_frame(row: dict, *, model: str, model_sha256: str, device: str, torch_threads: int, out_dir: str,
+                    final_dir: str, mode: str, tile_px: int, overlap_px: int, amp: bool, jpeg_quality: int,
+                    base_dir: str | None = None) -> dict:
+    """Translate one frame into ``out_dir`` (the temporary output); returns its CSV row and stats.
+
+    Runs in this process or in a Dask worker: the generator comes from :func:`cached_generator`;
+    torch uses ``torch_threads`` threads (the same count everywhere, so the bytes match); relative
+    manifest paths are read relative to ``base_dir`` (the client's repository root) when given.
+    """
+    if torch.get_num_threads() != int(torch_threads):
+        torch.set_num_threads(int(torch_threads))
+    generator = cached_generator(model, model_sha256, device)
     fid = row["frame_id"]
-    src = read_rgb(row["image"])
+    image_path = Path(base_dir or "") / row["image"]
+    src = read_rgb(image_path)
     out = translate_image(generator, src, mode=mode, tile_px=tile_px, overlap_px=overlap_px, amp=amp)
     if out.shape != src.shape:  # translate_image guarantees this; checked again because boxes depend on it
         raise DataError(row["image"], f"translated size {out.shape} != input size {src.shape}")
-    write_image(out_dir / "images" / f"{fid}.jpg", out, jpeg_quality=jpeg_quality)
-    label = Path(row["label"])
+    write_image(Path(out_dir) / "images" / f"{fid}.jpg", out, jpeg_quality=jpeg_quality)
+    label = Path(base_dir or "") / row["label"]
     if not label.is_file():
-        raise DataError(label, f"label file of frame {fid} not found")
-    shutil.copyfile(label, out_dir / "labels" / f"{fid}.txt")
+        raise DataError(row["label"], f"label file of frame {fid} not found")
+    shutil.copyfile(label, Path(out_dir) / "labels" / f"{fid}.txt")
     rec = dict(row)
+    final_dir = Path(final_dir)
     rec.update(image=str(final_dir / "images" / f"{fid}.jpg"), label=str(final_dir / "labels" / f"{fid}.txt"),
                source_image=row["image"], edge_corr=round(edge_correlation(src, out), 4),
                mean_abs_diff=round(float(np.abs(out.astype(np.int16) - src).mean()), 3))
@@ -96,7 +160,16 @@ def main(argv=None) -> None:
         raise ConfigError(f"cyclegan.variations {variations}: no frames in {frames_csv}")
     real_csv = Path(args.real) / "real_frames.csv"
     real = read_manifest(real_csv, all_str=True)
-    generator = load_generator(Path(args.model) / "generator_a2b.pt", device)
+    model = Path(args.model) / "generator_a2b.pt"
+    if not model.is_file():
+        load_generator(model, device)  # DataError naming the file and the stage that makes it
+    model_sha256 = file_sha256(model)
+    cached_generator(model, model_sha256, device)  # fail early on a corrupt file; warms the in-process cache
+    opts = compute_options(p.compute, p.data, stage="cyclegan_translate")
+    # local: in-process, torch already uses compute.workers threads for the convolutions (forking
+    # after torch started its thread pool is unsafe); Dask: one frame per worker thread at a time
+    opts["workers"] = 1
+    remote = is_distributed(opts["scheduler"])  # workers get absolute paths (their cwd may differ)
 
     raw, translated = DomainStats(), DomainStats()
     rows = []
@@ -106,10 +179,10 @@ def main(argv=None) -> None:
     with atomic_dir(args.out) as tmp:
         (tmp / "images").mkdir()
         (tmp / "labels").mkdir()
-        # in-process: torch already uses compute.workers threads for the convolutions
-        for res in map_frames(translate_frame, records, workers=1, desc="cyclegan_translate",
-                              on_error=check_on_error(str(p.data.on_error)),
-                              generator=generator, out_dir=tmp, final_dir=Path(args.out), mode=mode,
+        for res in map_frames(translate_frame, records, desc="cyclegan_translate", **opts,
+                              model=os.path.abspath(model), model_sha256=model_sha256, device=device,
+                              torch_threads=max(1, int(p.compute.workers)), out_dir=os.path.abspath(tmp),
+                              final_dir=str(args.out), base_dir=os.getcwd() if remote else None, mode=mode,
                               tile_px=tile_px, overlap_px=overlap_px, amp=bool(tp.amp) and device == "cuda",
                               jpeg_quality=int(tp.jpeg_quality)):
             if skips.take(res):

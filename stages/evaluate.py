@@ -25,6 +25,7 @@ from sim2real.detect.train import remove_tree, scratch_dir
 from sim2real.errors import ConfigError
 from sim2real.cli import entrypoint
 from sim2real.io import atomic_dir, write_json
+from sim2real.manifest import check_manifest_paths
 from sim2real.metrics import kitti_ap
 from sim2real.params import load_params
 from sim2real.tracking import Tracker
@@ -65,6 +66,7 @@ def evaluate(variant: str, weights: Path, val_dir: Path, out: Path, params) -> d
         maps = val_metrics(model, data_yaml, imgsz=int(imgsz), batch=int(ev.batch), device=str(ev.device),
                            conf=float(ev.val_conf), iou=float(ev.iou), names=classes, project=scratch / "runs")
         frames = pd.read_csv(val_dir / "frames.csv", dtype={"image_id": str})
+        check_manifest_paths(frames, val_dir / "frames.csv", base=val_dir)  # read as val_dir / path below
         images = [val_dir / p for p in frames["image"]]
         n_det = predict_kitti(model, images, out / "detections", imgsz=int(imgsz), conf=float(ev.conf),
                               iou=float(ev.iou), max_det=int(ev.max_det), device=str(ev.device), batch=int(ev.batch))

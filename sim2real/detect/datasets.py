@@ -41,6 +41,7 @@ import yaml
 from sim2real.errors import ConfigError, DataError
 from sim2real.formats import kitti, yolo
 from sim2real.formats.images import image_size
+from sim2real.manifest import check_manifest_paths
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp")
 
@@ -68,8 +69,11 @@ def resolve_path(value: str, base: Path) -> Path:
     return alt if alt.exists() else p
 
 
-def read_frames(folder: str | Path) -> pd.DataFrame:
-    """Read ``<folder>/frames.csv`` and check the variant-dataset contract (frame_id, image, label)."""
+def read_frames(folder: str | Path, roots: Sequence[str | Path] | None = None) -> pd.DataFrame:
+    """Read ``<folder>/frames.csv`` and check the variant-dataset contract (frame_id, image, label).
+
+    Its paths must stay inside the data roots (:func:`sim2real.manifest.check_manifest_paths`:
+    ``roots``, or the configured ones when the manifest lies inside them)."""
     path = Path(folder) / "frames.csv"
     if not path.is_file():
         raise DataError(path, "frames.csv not found (a variant dataset needs frames.csv with frame_id, image, label)")
@@ -80,6 +84,7 @@ def read_frames(folder: str | Path) -> pd.DataFrame:
     if df["frame_id"].duplicated().any():
         dup = df["frame_id"][df["frame_id"].duplicated()].iloc[0]
         raise DataError(path, f"frame_id '{dup}' listed twice")
+    check_manifest_paths(df, path, roots)
     return df
 
 
@@ -227,6 +232,7 @@ def build_real_val(real_frames_csv: str | Path, out: str | Path, classes: Sequen
     missing = [c for c in ("image_id", "split", "image", "label") if c not in df.columns]
     if missing:
         raise DataError(path, f"missing column(s) {', '.join(missing)}")
+    check_manifest_paths(df, path)  # before the split filter: line numbers are file lines
     df = df[df["split"] == split]
     if df.empty:
         raise DataError(path, f"no frame with split == '{split}'")
