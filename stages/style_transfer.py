@@ -6,14 +6,23 @@ style image (``style.pairing``: ``random`` — seeded by (seed, frame id) — or
 the nearest colour histogram), then styled with ``style.method``:
 
 - ``photoreal`` (default): segmentation-aware wavelet colour/detail transfer, no weights;
-- ``nst``: Gatys neural style transfer, coarse-to-fine (VGG16 per ``style.vgg_weights``);
+- ``nst``: Gatys neural style transfer (VGG16 per ``style.vgg_weights``), warm-started from the
+  frame's photoreal transfer (``style.nst.init``), optionally coarse-to-fine;
 - ``wct2``: the WCT2 wavelet autoencoder with user checkpoints (``style.wct2_checkpoints``).
 
 Writes the variant dataset ``<out>/images/<frame_id>.jpg``, ``<out>/labels/<frame_id>.txt``
 (copied unchanged: styling never moves geometry), ``<out>/frames.csv`` (frame_id, image, label,
-style_image_id, method, steps, content_loss, style_loss, seconds, regions), the ``--report``
-JSON and, with ``--grid``, an image grid content | style | nst | photoreal.
-Params: style, seed, compute.device, compute.workers.
+style_image_id, method, steps, content_loss, style_loss, regions), the ``--report`` JSON and,
+with ``--grid``, an image grid content | style | nst | photoreal. Everything in the output
+folder and the report is deterministic (same params and inputs ⇒ same bytes, so DVC does not
+rerun the stages downstream); wall-clock times go to ``--timing`` (a CSV outside the DVC-cached
+output: frame_id, batch, seconds) and to the tracker (also the stage's total).
+Tracking (:class:`sim2real.tracking.Tracker`): W&B offline by default, DVCLive in ``--live``;
+per batch (step = batch index) ``batch/content_loss``, ``batch/style_loss``, ``batch/steps``,
+``batch/frames``, ``batch/seconds_per_frame``, then the grid image and the report (+
+``stage_seconds``, ``mean_seconds_per_frame``) as the run summary.
+Params: style, seed, compute.device, compute.workers (``compute.scheduler`` / ``batch_size`` /
+``max_in_flight`` / ``resume`` change how the frames are spread, not the bytes).
 """
 from __future__ import annotations
 
@@ -34,14 +43,19 @@ from sim2real.formats.images import read_gray_any, read_rgb, write_image
 from sim2real.formats.vkitti2 import read_class_seg
 from sim2real.io import atomic_dir, atomic_file, write_json
 from sim2real.manifest import read_manifest
-from sim2real.parallel import map_frames
+from sim2real.parallel import compute_options, is_distributed, map_frames
 from sim2real.params import load_params, plain
+from sim2real.tracking import Tracker
 
 METHODS = ("photoreal", "nst", "wct2")
 CSV_COLUMNS = ["frame_id", "image", "label", "style_image_id", "method", "steps", "content_loss", "style_loss",
-               "seconds", "regions"]
+               "regions"]
+TIMING_COLUMNS = ["frame_id", "batch", "seconds"]
 HIST_BINS = 8  # per RGB channel for histogram pairing
-_MODELS: dict = {}  # per-process cache of networks (workers build their own)
+# per-process cache of networks: a local worker process or a Dask worker builds each network once
+# and reuses it for every batch it runs; _MODEL_LOADS counts the builds (checked by the tests)
+_MODELS: dict = {}
+_MODEL_LOADS: dict = {}
 
 
 def cli(argv=None) -> argparse.Namespace:
@@ -51,6 +65,10 @@ def cli(argv=None) -> argparse.Namespace:
     ap.add_argument("--out", required=True, help="variant dataset folder to write")
     ap.add_argument("--report", required=True, help="summary JSON to write")
     ap.add_argument("--grid", default=None, help="optional JPEG grid: content | style | nst | photoreal")
+    ap.add_argument("--timing", default=None, help="optional CSV of wall-clock seconds per frame (not deterministic: "
+                    "keep it out of DVC-cached outputs)")
+    ap.add_argument("--live", default=None, help="DVCLive folder (metrics.json + per-batch curves); W&B logs offline "
+                    "per WANDB_MODE either way")
     return ap.parse_args(argv)
 
 
@@ -149,6 +167,7 @@ def _vgg(style_cfg: dict, seed: int, device: str):
     if key not in _MODELS:
         net, source = load_vgg16_features(style_cfg["vgg_weights"], seed=seed)
         _MODELS[key] = (build_features(net, cfg, device), source)
+        _MODEL_LOADS[key] = _MODEL_LOADS.get(key, 0) + 1
     return (cfg, *_MODELS[key])
 
 
@@ -178,15 +197,20 @@ def stylize_photoreal(content, style, c_lab, s_lab, style_cfg: dict, rng):
     return out, closs, sloss, "semantic" if semantic else "bands"
 
 
-def stylize_nst(contents, styles, style_cfg: dict, seed: int, device: str):
-    """Fast NST of a batch of same-size frames → (outputs, content losses, style losses, steps)."""
+def stylize_nst(contents, styles, style_cfg: dict, seed: int, device: str, inits=None):
+    """Fast NST of a batch of same-size frames → (outputs, content losses, style losses, steps).
+
+    ``inits``: optional start images (RGB uint8, one per frame), e.g. their photoreal transfer
+    (``style.nst.init: photoreal``); default the content images.
+    """
     import torch
     from sim2real.style.nst import fast_nst, to_tensor, to_u8
     cfg, feats, _ = _vgg(style_cfg, seed, device)
     h, w = contents[0].shape[:2]
     styles = [s if s.shape == contents[0].shape else cv2.resize(s, (w, h), interpolation=cv2.INTER_AREA)
               for s in styles]
-    out, res = fast_nst(feats, to_tensor(contents, device), to_tensor(styles, device), cfg)
+    init = None if inits is None else to_tensor(list(inits), device)
+    out, res = fast_nst(feats, to_tensor(contents, device), to_tensor(styles, device), cfg, init=init)
     if device == "cuda":
         torch.cuda.synchronize()
     return to_u8(out), res.content_loss.tolist(), res.style_loss.tolist(), res.steps
@@ -198,15 +222,26 @@ def stylize_wct2(contents, styles, style_cfg: dict, device: str):
     key = ("wct2", str(style_cfg.get("wct2_checkpoints")), device)
     if key not in _MODELS:
         _MODELS[key] = load_wct2(style_cfg.get("wct2_checkpoints")).to(device)
+        _MODEL_LOADS[key] = _MODEL_LOADS.get(key, 0) + 1
     h, w = contents[0].shape[:2]
     styles = [s if s.shape == contents[0].shape else cv2.resize(s, (w, h), interpolation=cv2.INTER_AREA)
               for s in styles]
     return to_u8(_MODELS[key].stylize(to_tensor(contents, device), to_tensor(styles, device)))
 
 
+def model_loads() -> dict:
+    """{network key: times built} in this process (a Dask worker: ``client.run(model_loads)``)."""
+    return {repr(k): n for k, n in _MODEL_LOADS.items()}
+
+
 def process_batch(batch: dict, *, style_cfg: dict, seed: int, device: str, threads: int,
                   tmp_dir: str, out_dir: str) -> list[dict]:
-    """Worker: style one batch of frames, write images + copied labels, return the CSV rows."""
+    """Worker: style one batch of frames, write images + copied labels, return the CSV rows.
+
+    Each row also holds ``seconds`` (this frame's share of the batch's wall-clock time), which
+    the stage moves to the timing CSV. Every file goes under ``tmp_dir`` (the stage's temporary
+    output, on a file system the workers share when on Dask); rows name ``out_dir`` paths.
+    """
     import torch
     torch.set_num_threads(max(1, int(threads)))
     method = style_cfg["method"]
@@ -232,7 +267,11 @@ def process_batch(batch: dict, *, style_cfg: dict, seed: int, device: str, threa
             t = time.perf_counter()
             cs, ss = [pairs[i][0] for i in idx], [pairs[i][1] for i in idx]
             if method == "nst":
-                res, lc, ls, steps = stylize_nst(cs, ss, style_cfg, seed, device)
+                inits = None
+                if style_cfg["nst"].get("init", "content") == "photoreal":  # warm start, same seeded draw as photoreal
+                    inits = [stylize_photoreal(*pairs[i], style_cfg, frame_rng(seed, items[i]["frame_id"]))[0]
+                             for i in idx]
+                res, lc, ls, steps = stylize_nst(cs, ss, style_cfg, seed, device, inits=inits)
             else:  # wct2: one forward pass, no optimisation losses
                 res, steps = stylize_wct2(cs, ss, style_cfg, device), 0
                 lc = ls = [float("nan")] * len(idx)
@@ -271,8 +310,9 @@ def make_grid(items: list[dict], style_cfg: dict, seed: int, device: str, width_
     rows = []
     for it in items:
         c, s, cl, sl = _load_pair(it)
-        nst_out = stylize_nst([c], [s], style_cfg, seed, device)[0][0]
         photo = stylize_photoreal(c, s, cl, sl, style_cfg, frame_rng(seed, it["frame_id"]))[0]
+        warm = style_cfg["nst"].get("init", "content") == "photoreal"
+        nst_out = stylize_nst([c], [s], style_cfg, seed, device, inits=[photo] if warm else None)[0][0]
         tiles = [_thumb(c, width_px, f"content {it['frame_id']}"), _thumb(s, width_px, f"style {it['style_image_id']}"),
                  _thumb(nst_out, width_px, "nst"), _thumb(photo, width_px, "photoreal")]
         h = min(t.shape[0] for t in tiles)
@@ -300,9 +340,30 @@ def check_style_config(style_cfg: dict, device: str) -> None:
     PhotorealConfig.from_params(style_cfg["photoreal"])
 
 
+def _absolute(frames: list[dict]) -> None:
+    """Make the input paths of ``frames`` absolute (Dask workers may run in another folder)."""
+    for f in frames:
+        for k in ("image", "label", "class_seg", "style_image", "style_semantic"):
+            if f.get(k):
+                f[k] = os.path.abspath(f[k])
+
+
 def run(dedupe_dir, real_dir, out_dir, report, style_cfg: dict, seed: int, device: str, workers: int,
-        grid: str | Path | None = None) -> dict:
+        grid: str | Path | None = None, *, timing: str | Path | None = None, tracker=None,
+        scheduler="local", batch_size: int | None = None, max_in_flight: int | None = None,
+        resume_dir: str | Path | None = None, on_error: str = "fail") -> dict:
+    """The stage: style every frame of ``dedupe_dir`` → the variant dataset ``out_dir`` + ``report``.
+
+    ``scheduler`` / ``batch_size`` (frames per Dask task) / ``max_in_flight`` / ``resume_dir`` are
+    :func:`sim2real.parallel.compute_options`'s; they change where batches run, never the bytes
+    (the torch thread count per process does: it is ``cpu_count // workers`` everywhere).
+    ``timing``: CSV of wall-clock seconds; ``tracker``: an entered :class:`sim2real.tracking.Tracker`.
+    ``on_error``: only ``fail`` (a bad frame stops the stage, naming it).
+    Returns the report dict (deterministic: no wall-clock numbers).
+    """
     check_style_config(style_cfg, device)
+    if on_error != "fail":
+        raise ConfigError(f"style_transfer: data.on_error {on_error!r} is not supported (a bad frame stops the stage)")
     method = style_cfg["method"]
     t_start = time.perf_counter()
     uses_vgg = method == "nst" or (grid is not None and int(style_cfg.get("grid_frames", 1)) > 0)
@@ -312,22 +373,38 @@ def run(dedupe_dir, real_dir, out_dir, report, style_cfg: dict, seed: int, devic
         load_wct2(style_cfg.get("wct2_checkpoints"))  # the clear error, before any work
     frames = read_content_frames(dedupe_dir)
     pool = read_style_pool(real_dir, bool(style_cfg.get("semantic_only", False)))
+    distributed = is_distributed(scheduler)
     workers = 1 if device == "cuda" else max(1, int(workers))
     pick = pair_styles(frames, pool, str(style_cfg.get("pairing", "random")), seed, workers)
     for f, k in zip(frames, pick):
         f.update(style_image_id=pool[k]["image_id"], style_image=pool[k]["image"], style_semantic=pool[k]["semantic"])
     bs = int(style_cfg.get("batch_size", 1))
     batches = [dict(frame_id=f"{frames[i]['frame_id']}..{frames[min(i + bs, len(frames)) - 1]['frame_id']}",
-                    frames=frames[i:i + bs]) for i in range(0, len(frames), bs)]
+                    frames=[dict(f) for f in frames[i:i + bs]]) for i in range(0, len(frames), bs)]
+    if distributed:
+        for b in batches:
+            _absolute(b["frames"])
     threads = max(1, (os.cpu_count() or 1) // workers)
+    opts = dict(scheduler=scheduler, max_in_flight=max_in_flight,
+                # compute.batch_size counts frames per Dask task; an item here is a style batch
+                batch_size=max(1, int(batch_size or 8) // bs))
+    if resume_dir is not None:
+        opts.update(resume_dir=resume_dir, resume_write_arg="tmp_dir")
     rows: list[dict] = []
+    times: list[dict] = []
     with atomic_dir(out_dir) as tmp:
         (tmp / "images").mkdir()
         (tmp / "labels").mkdir()
-        for batch_rows in map_frames(process_batch, batches, workers=workers, desc=f"style_transfer ({method})",
-                                     style_cfg=style_cfg, seed=seed, device=device, threads=threads,
-                                     tmp_dir=str(tmp), out_dir=str(out_dir)):
+        tmp_dir = os.path.abspath(tmp) if distributed else str(tmp)
+        for k, batch_rows in enumerate(map_frames(process_batch, batches, workers=workers,
+                                                  desc=f"style_transfer ({method})", **opts,
+                                                  style_cfg=style_cfg, seed=seed, device=device, threads=threads,
+                                                  tmp_dir=tmp_dir, out_dir=str(out_dir))):
+            for r in batch_rows:
+                times.append(dict(frame_id=r["frame_id"], batch=k, seconds=float(r.pop("seconds"))))
             rows.extend(batch_rows)
+            if tracker is not None:
+                tracker.log({"batch": batch_metrics(batch_rows, times[-len(batch_rows):])}, step=k)
         table = pd.DataFrame(rows, columns=CSV_COLUMNS)
         with atomic_file(tmp / "frames.csv") as fh:
             table.to_csv(fh, index=False, float_format="%.6g")
@@ -338,13 +415,32 @@ def run(dedupe_dir, real_dir, out_dir, report, style_cfg: dict, seed: int, devic
         tmp_grid.parent.mkdir(parents=True, exist_ok=True)
         write_image(tmp_grid, img, jpeg_quality=90)
         os.replace(tmp_grid, grid)
-    summary = summarise(table, style_cfg, source, device, pool, time.perf_counter() - t_start)
+        if tracker is not None:
+            tracker.log_image("style_grid", img)
+    summary = summarise(table, style_cfg, source, device, pool)
     write_json(report, summary)
+    stage_seconds = time.perf_counter() - t_start
+    if timing is not None:
+        tt = pd.DataFrame(times, columns=TIMING_COLUMNS)
+        with atomic_file(timing) as fh:
+            tt.to_csv(fh, index=False, float_format="%.4f")
+    if tracker is not None:
+        tracker.summary({**summary, "stage_seconds": stage_seconds,
+                         "mean_seconds_per_frame": float(np.mean([t["seconds"] for t in times])) if times else None})
     return summary
 
 
-def summarise(table: pd.DataFrame, style_cfg: dict, source: str | None, device: str, pool: list[dict],
-              seconds: float) -> dict:
+def batch_metrics(rows: list[dict], times: list[dict]) -> dict:
+    """Per-batch numbers for the tracker: mean losses and steps, frames, seconds per frame."""
+    def mean(key):
+        v = [float(r[key]) for r in rows if r.get(key) is not None and np.isfinite(float(r[key]))]
+        return float(np.mean(v)) if v else None
+    return {"content_loss": mean("content_loss"), "style_loss": mean("style_loss"), "steps": mean("steps"),
+            "frames": len(rows), "seconds_per_frame": float(np.mean([t["seconds"] for t in times])) if times else None}
+
+
+def summarise(table: pd.DataFrame, style_cfg: dict, source: str | None, device: str, pool: list[dict]) -> dict:
+    """The report: counts and mean losses; no wall-clock numbers (those go to the timing CSV)."""
     def mean(col):
         v = pd.to_numeric(table[col], errors="coerce").dropna()
         return float(v.mean()) if len(v) else None
@@ -361,16 +457,18 @@ def summarise(table: pd.DataFrame, style_cfg: dict, source: str | None, device: 
         "mean_steps": mean("steps"),
         "mean_content_loss": mean("content_loss"),
         "mean_style_loss": mean("style_loss"),
-        "mean_seconds_per_frame": mean("seconds"),
-        "stage_seconds": round(seconds, 3),
     }
 
 
 def main(argv=None) -> None:
     args = cli(argv)
     p = load_params("style", "seed", "compute")
-    s = run(args.dedupe, args.real, args.out, args.report, plain(p.style), int(p.seed), str(p.compute.device),
-            int(p.compute.workers), grid=args.grid)
+    opts = compute_options(p.compute, stage="style_transfer")  # workers; Dask scheduler / resume when set
+    style_cfg = plain(p.style)
+    config = {"style": style_cfg, "seed": int(p.seed), "device": str(p.compute.device)}
+    with Tracker("style_transfer", style_cfg["method"], config=config, dvclive_dir=args.live) as tracker:
+        s = run(args.dedupe, args.real, args.out, args.report, style_cfg, int(p.seed), str(p.compute.device),
+                grid=args.grid, timing=args.timing, tracker=tracker, **opts)
     note = " (VGG16 weights: random)" if s["vgg_weights"] == "random" else ""
     print(f"style_transfer: {s['frames']} frames with {s['method']}, {s['style_images_used']} style images "
           f"from {s['style_pool_train_frames']} real train frames{note}")

@@ -96,6 +96,36 @@ def test_fast_nst_keeps_content_edges_and_reduces_style_loss(vgg):
     assert float(ls_out[0]) < float(ls_in[0])
 
 
+def test_fast_nst_warm_started_from_photoreal_keeps_edges_and_lowers_the_loss(vgg):
+    """init = the photoreal transfer: the Gatys loss starts far below the content's and still falls;
+    the content's edges (box sides) survive; same inputs give the same bytes."""
+    torch.set_num_threads(1)
+    c, lab = scene(96, 160, noise=1.0)
+    s, slab = real_like(96, 160)
+    warm = photoreal_transfer(c, s, lab, slab, PhotorealConfig(), rng=np.random.default_rng(0))
+    cfg = small_cfg(init="photoreal", scales=(0.5, 1.0), steps=(6, 3))
+    feats = nst.build_features(vgg, cfg)
+    ct, st, wt = nst.to_tensor([c]), nst.to_tensor([s]), nst.to_tensor([warm])
+    obj = nst.StyleObjective(feats, ct, st, cfg)
+    with torch.no_grad():
+        l_content, l_warm = float(obj.losses(ct)[2][0]), float(obj.losses(wt)[2][0])
+    assert l_warm < 0.5 * l_content  # the warm start is already much closer to the objective's minimum
+    out, res = nst.fast_nst(feats, ct, st, cfg, init=wt)
+    with torch.no_grad():
+        l_out = float(obj.losses(out)[2][0])
+    assert l_out < l_warm and res.steps == 9 and res.evals >= 9
+    o = nst.to_u8(out)[0]
+    corr = np.corrcoef(edge_map(c).ravel(), edge_map(o).ravel())[0, 1]
+    assert corr > 0.6, f"edge-map correlation {corr:.3f}"
+    col = edge_map(o)[int(96 * 0.5): int(96 * 0.7)].sum(0)
+    mid = (160 // 3 + 160 // 2) // 2  # the strongest column edge left and right of the box centre
+    assert abs(int(np.argmax(col[:mid])) - 160 // 3) <= 2 and abs(mid + int(np.argmax(col[mid:])) - 160 // 2) <= 2
+    again, _ = nst.fast_nst(feats, ct, st, cfg, init=wt)
+    assert np.array_equal(nst.to_u8(again)[0], o)
+    with pytest.raises(ValueError, match="init"):
+        nst.fast_nst(feats, ct, st, cfg, init=wt[..., :48, :])
+
+
 def test_nst_batch_matches_and_same_seed_same_bytes(vgg):
     torch.set_num_threads(1)
     c1, _ = scene(48, 80, seed=0)
@@ -135,6 +165,8 @@ def test_nst_config_errors_name_the_param():
         nst.NSTConfig.from_params({"scales": [0.5, 0.25], "steps": [1, 1]})
     with pytest.raises(ConfigError, match="unknown"):
         nst.NSTConfig.from_params({"stpes": [1]})
+    with pytest.raises(ConfigError, match="style.nst.init"):
+        nst.NSTConfig.from_params({"init": "noise"})
 
 
 # ------------------------------------------------------------------------- weights, offline

@@ -13,11 +13,11 @@ import yaml
 from sim2real.errors import ConfigError
 from sim2real.formats.images import read_rgb, write_gray, write_image
 from sim2real.formats.vkitti2 import CATEGORY_COLORS
+from sim2real.io import tree_digest
 from stages import style_transfer as st
 
 ROOT = Path(__file__).resolve().parents[1]
-SPEC_COLUMNS = ["frame_id", "image", "label", "style_image_id", "method", "steps", "content_loss", "style_loss",
-                "seconds"]
+SPEC_COLUMNS = ["frame_id", "image", "label", "style_image_id", "method", "steps", "content_loss", "style_loss"]
 
 
 def style_params(**over) -> dict:
@@ -27,8 +27,8 @@ def style_params(**over) -> dict:
     return p
 
 
-def make_world(root: Path, h=48, w=96) -> tuple[Path, Path]:
-    """dedupe/ (2 frames + class maps + labels) and ingest/ (train + val real frames)."""
+def make_world(root: Path, h=48, w=96, n_frames=2) -> tuple[Path, Path]:
+    """dedupe/ (``n_frames`` frames + class maps + labels) and ingest/ (train + val real frames)."""
     rng = np.random.default_rng(0)
     ded, ing = root / "dedupe", root / "ingest"
     rows = []
@@ -36,7 +36,7 @@ def make_world(root: Path, h=48, w=96) -> tuple[Path, Path]:
     seg[: h // 3] = CATEGORY_COLORS["Sky"]
     seg[h // 3:] = CATEGORY_COLORS["Road"]
     seg[h // 2: h - 4, 20:50] = CATEGORY_COLORS["Car"]
-    for i in range(2):
+    for i in range(n_frames):
         img = np.clip(rng.normal(120, 30, (h, w, 3)), 0, 255).astype(np.uint8)
         img[: h // 3] = (90, 200, 250)
         write_image(ded / "images" / f"f{i}.jpg", img)
@@ -104,6 +104,100 @@ def test_stage_run_writes_variant_and_copies_labels(tmp_path):
     t3 = pd.read_csv(out3 / "frames.csv")
     assert (t3["steps"] == 2).all() and (t3["method"] == "nst").all() and np.isfinite(t3["style_loss"]).all()
     assert json.loads((tmp_path / "rep3.json").read_text())["vgg_weights"] == "random"
+
+
+def test_same_params_give_a_byte_identical_output_folder(tmp_path):
+    """The DVC output (images, labels, frames.csv) and the report are the same bytes on a rerun;
+    wall-clock seconds only go to the timing CSV (outside the cached output)."""
+    ded, ing = make_world(tmp_path)
+    for method in ("photoreal", "nst"):
+        runs = []
+        for k in range(2):  # the same paths each time, as under `dvc repro`
+            out, rep, timing = tmp_path / "out", tmp_path / "rep.json", tmp_path / "timing.csv"
+            st.run(ded, ing, out, rep, style_params(method=method), seed=0, device="cpu", workers=1, timing=timing)
+            runs.append((tree_digest(out), rep.read_bytes()))
+            out.rename(tmp_path / f"{method}{k}")
+            t = pd.read_csv(timing)
+            assert list(t.columns) == st.TIMING_COLUMNS and list(t["frame_id"]) == ["f0", "f1"]
+            assert (t["seconds"] > 0).all()
+        (d0, r0), (d1, r1) = runs
+        assert set(d0) == {"frames.csv", "images/f0.jpg", "images/f1.jpg", "labels/f0.txt", "labels/f1.txt"}
+        assert d0 == d1, method
+        # compute.resume (finished batches kept in a scratch folder): the same bytes, scratch cleared after
+        scratch = tmp_path / "scratch"
+        st.run(ded, ing, tmp_path / "out", tmp_path / "rep.json", style_params(method=method), seed=0, device="cpu",
+               workers=1, resume_dir=scratch)
+        assert tree_digest(tmp_path / "out") == d0 and not list(scratch.glob("*/*"))
+        (tmp_path / "out").rename(tmp_path / f"{method}_resume")
+        assert r0 == r1 and "seconds" not in r0.decode()
+        assert "seconds" not in (tmp_path / f"{method}0" / "frames.csv").read_text().splitlines()[0]
+
+
+def test_stage_main_tracks_batches_and_grid_offline(tmp_path, monkeypatch):
+    """main(): a W&B offline run (and DVCLive) with per-batch losses/seconds, the grid, the summary."""
+    from sim2real.tracking import offline_runs, read_offline_run
+    ded, ing = make_world(tmp_path)
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["style"].update(batch_size=1)
+    params["style"]["nst"].update(scales=[0.5], steps=[2])
+    params["compute"].update(workers=1, scheduler="local", resume=False)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("SIM2REAL_WANDB_ROOT", str(tmp_path))
+    st.main(["--dedupe", str(ded), "--real", str(ing), "--out", "out", "--report", "rep.json", "--grid", "grid.jpg",
+             "--timing", "timing.csv", "--live", "live"])
+    [run_dir] = offline_runs(tmp_path)
+    run = read_offline_run(run_dir)
+    assert run["name"] == "style_transfer-photoreal" and "style_transfer" in run["tags"]
+    assert run["config"]["style"]["method"] == "photoreal"
+    steps = [h for h in run["history"] if "batch/style_loss" in h]
+    assert len(steps) == 2  # one point per batch (batch_size 1, 2 frames)
+    for h in steps:
+        assert {f"batch/{k}" for k in ("content_loss", "style_loss", "steps", "frames", "seconds_per_frame")} <= set(h)
+        assert h["batch/seconds_per_frame"] > 0 and np.isfinite(h["batch/style_loss"]) and h["batch/frames"] == 1
+    summ = run["summary"]
+    report = json.loads(Path("rep.json").read_text())
+    assert summ["frames"] == report["frames"] == 2 and summ["stage_seconds"] > 0
+    assert summ["mean_style_loss"] == pytest.approx(report["mean_style_loss"])
+    assert (run_dir / "files" / summ["style_grid.path"]).is_file()
+    live = json.loads(Path("live/metrics.json").read_text())
+    assert live["frames"] == 2 and live["step"] == 1 and "style_loss" in live["batch"]
+    assert Path("live/plots/images/style_grid.png").is_file()
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A 2-process Dask cluster on loopback (no dashboard)."""
+    import distributed
+    with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1, host="127.0.0.1",
+                                  dashboard_address=None, silence_logs=50) as lc:
+        with distributed.Client(lc, set_as_default=False) as client:
+            yield client
+
+
+@pytest.mark.parametrize("method", ["photoreal", "nst"])
+def test_stage_on_dask_matches_local_and_loads_vgg_once_per_worker(cluster, tmp_path, monkeypatch, method):
+    """compute.scheduler on a LocalCluster (2 workers): the same output bytes as the local run;
+    with nst each worker process builds VGG16 once and reuses it for its later batches."""
+    ded, ing = make_world(tmp_path, n_frames=4)
+    monkeypatch.chdir(tmp_path)  # relative input paths, as in the DVC stage: the workers get absolute ones
+    ded, ing = ded.relative_to(tmp_path), ing.relative_to(tmp_path)
+    p = style_params(method=method, batch_size=1)
+    st.run(ded, ing, "out", "local.json", p, seed=0, device="cpu", workers=1)
+    Path("out").rename("local")
+    before = cluster.run(st.model_loads)
+    st.run(ded, ing, "out", "dask.json", p, seed=0, device="cpu", workers=1, scheduler=cluster, batch_size=1,
+           max_in_flight=2)
+    assert tree_digest("local") == tree_digest("out")
+    assert len(tree_digest("out")) == 9
+    assert Path("local.json").read_bytes() == Path("dask.json").read_bytes()
+    assert pd.read_csv("out/frames.csv")["image"].str.startswith("out/images/").all()
+    if method == "nst":
+        loads = cluster.run(st.model_loads)
+        built = [sum(v.values()) - sum(before[w].values()) for w, v in loads.items()]
+        # 4 batches on 2 workers: at least one worker ran several, and no worker built VGG16 twice
+        assert sorted(built)[-1] == 1 and set(built) <= {0, 1}, loads
 
 
 def test_stage_config_errors_name_the_param(tmp_path, monkeypatch):

@@ -13,7 +13,13 @@ loss). This module keeps that objective and makes it fast:
 - optional autocast (bfloat16) on CUDA for the VGG forward pass;
 - early stop when the loss plateaus.
 
-The result is always initialised from the content image, so the scene geometry stays put.
+- warm start (``init``): the optimisation may start from an image that already has the scene's
+  geometry and roughly the style's colours — the stage passes the weight-free photoreal transfer
+  of the same frame (``style.nst.init: photoreal``), which costs well under a second and starts
+  the Gatys loss far closer to its minimum than the content image does.
+
+The result is initialised from the content image (default) or from such a warm start, so the
+scene geometry stays put either way.
 
 Losses are *normalised* so that one set of weights works for random and trained VGG features:
 content loss = mean over content layers of ‖F(x) − F(c)‖² / ‖F(c)‖², style loss = mean over
@@ -141,6 +147,7 @@ class NSTConfig:
     plateau_rel_tol: float = 1e-3    # stop a scale when the loss improved less than this ...
     plateau_patience: int = 10       # ... relative amount over this many steps (0 = never stop early)
     amp: bool = False                # bfloat16 autocast for the VGG forward pass (CUDA only)
+    init: str = "content"            # content | photoreal (warm start; the stage computes it)
 
     @classmethod
     def from_params(cls, p) -> "NSTConfig":
@@ -165,6 +172,8 @@ class NSTConfig:
             raise ConfigError(f"params.yaml: style.nst.scales must increase within (0, 1], got {list(self.scales)}")
         if any(int(n) < 0 for n in self.steps):
             raise ConfigError("params.yaml: style.nst.steps must be >= 0")
+        if self.init not in ("content", "photoreal"):
+            raise ConfigError(f"params.yaml: style.nst.init must be content or photoreal, got {self.init!r}")
 
 
 @dataclass
@@ -175,7 +184,10 @@ class NSTResult:
     style_loss: np.ndarray
     steps: int
     seconds: float
-    history: list[float] = field(default_factory=list)  # total loss (batch sum) before each step
+    history: list[float] = field(default_factory=list)  # total loss (batch sum) before each step, then the final
+    evals: int = 0                   # forward+backward passes (L-BFGS's line search may take several a step)
+    elapsed: list[float] = field(default_factory=list)  # seconds since the start, after each step
+    evals_after: list[int] = field(default_factory=list)  # forward+backward passes so far, after each step
 
 
 class StyleObjective:
@@ -231,8 +243,13 @@ class _Adam:
         return loss
 
 
-def optimise(objective: StyleObjective, init: torch.Tensor, steps: int, cfg: NSTConfig) -> tuple[torch.Tensor, NSTResult]:
-    """Optimise pixels from ``init`` for up to ``steps`` steps (Adam or L-BFGS), clamped to [0, 1]."""
+def optimise(objective: StyleObjective, init: torch.Tensor, steps: int, cfg: NSTConfig,
+             stop_below: float | None = None) -> tuple[torch.Tensor, NSTResult]:
+    """Optimise pixels from ``init`` for up to ``steps`` steps (Adam or L-BFGS), clamped to [0, 1].
+
+    ``stop_below``: also stop as soon as the loss (batch sum) of the current image is at or below
+    this value (used by the benchmark to time plain Gatys to a given loss).
+    """
     t0 = time.perf_counter()
     x = init.detach().clone().requires_grad_(True)
     if cfg.optimizer == "adam":
@@ -240,8 +257,13 @@ def optimise(objective: StyleObjective, init: torch.Tensor, steps: int, cfg: NST
     else:
         opt = torch.optim.LBFGS([x], lr=1.0, max_iter=1, history_size=20, line_search_fn="strong_wolfe")
     history: list[float] = []
+    elapsed: list[float] = []
+    evals_after: list[int] = []
+    evals = 0
 
     def closure():
+        nonlocal evals
+        evals += 1
         x.grad = None
         _, _, total = objective.losses(x)
         loss = total.sum()
@@ -255,6 +277,10 @@ def optimise(objective: StyleObjective, init: torch.Tensor, steps: int, cfg: NST
         with torch.no_grad():
             x.clamp_(0.0, 1.0)
         done += 1
+        elapsed.append(time.perf_counter() - t0)
+        evals_after.append(evals)
+        if stop_below is not None and history[-1] <= stop_below:  # the image before this step was there
+            break
         pat = cfg.plateau_patience
         if pat and len(history) > pat:
             old, new = history[-pat - 1], history[-1]
@@ -263,7 +289,8 @@ def optimise(objective: StyleObjective, init: torch.Tensor, steps: int, cfg: NST
     with torch.no_grad():
         lc, ls, total = objective.losses(x)
     history.append(float(total.sum()))
-    res = NSTResult(lc.float().cpu().numpy(), ls.float().cpu().numpy(), done, time.perf_counter() - t0, history)
+    res = NSTResult(lc.float().cpu().numpy(), ls.float().cpu().numpy(), done, time.perf_counter() - t0, history,
+                    evals, elapsed, evals_after)
     return x.detach(), res
 
 
@@ -284,12 +311,19 @@ def gatys(feats: VGGFeatures, content: torch.Tensor, style: torch.Tensor, cfg: N
 
 
 def fast_nst(feats: VGGFeatures, content: torch.Tensor, style: torch.Tensor,
-             cfg: NSTConfig) -> tuple[torch.Tensor, NSTResult]:
+             cfg: NSTConfig, init: torch.Tensor | None = None) -> tuple[torch.Tensor, NSTResult]:
     """Coarse-to-fine Gatys NST over ``cfg.scales`` with ``cfg.steps`` steps per scale.
 
-    At each scale the initial image is that scale's content plus the upsampled change found at
-    the previous scale; the output at full resolution is the full-resolution content plus the
-    upsampled final change. Returned losses are those at the last scale solved.
+    At each scale the initial image is that scale's start image (``init``, default the content)
+    plus the upsampled change found at the previous scale; the output at full resolution is the
+    full-resolution start image plus the upsampled final change (when the last scale is 1 it is
+    the optimised image itself). The objective is always the content/style one of ``cfg``.
+    Returned losses are those at the last scale solved.
+
+    Parameters
+    ----------
+    init : optional (B, 3, H, W) float32 start image in [0, 1] of the content's shape, e.g. the
+        photoreal transfer of the same frames (a warm start).
 
     Returns
     -------
@@ -297,23 +331,28 @@ def fast_nst(feats: VGGFeatures, content: torch.Tensor, style: torch.Tensor,
     """
     _check(content, style)
     cfg.validate()
+    if init is not None and init.shape != content.shape:
+        raise ValueError(f"init {tuple(init.shape)} must have the content's shape {tuple(content.shape)}")
+    base = content if init is None else init
     h, w = content.shape[-2:]
     style_full = resize(style, (h, w))
     delta = None
-    total_steps, t0, hist = 0, time.perf_counter(), []
+    total_steps, t0, hist, evals = 0, time.perf_counter(), [], 0
     res = None
+    x = base
     for scale, n in zip(cfg.scales, cfg.steps):
         size = (max(16, round(h * scale)), max(16, round(w * scale)))
-        c_s = resize(content, size)
-        init = c_s if delta is None else (c_s + resize(delta, size)).clamp(0, 1)
-        obj = StyleObjective(feats, c_s, resize(style_full, size), cfg)
-        x, res = optimise(obj, init, int(n), cfg)
-        delta = x - c_s
+        b_s = resize(base, size)
+        start = b_s if delta is None else (b_s + resize(delta, size)).clamp(0, 1)
+        obj = StyleObjective(feats, resize(content, size), resize(style_full, size), cfg)
+        x, res = optimise(obj, start, int(n), cfg)
+        delta = x - b_s
         total_steps += res.steps
+        evals += res.evals
         hist += res.history
-    out = (content + resize(delta, (h, w))).clamp(0, 1)
+    out = x if tuple(x.shape[-2:]) == (h, w) else (base + resize(delta, (h, w))).clamp(0, 1)
     assert res is not None
-    return out, NSTResult(res.content_loss, res.style_loss, total_steps, time.perf_counter() - t0, hist)
+    return out, NSTResult(res.content_loss, res.style_loss, total_steps, time.perf_counter() - t0, hist, evals)
 
 
 def _check(content: torch.Tensor, style: torch.Tensor) -> None:
