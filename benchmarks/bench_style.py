@@ -121,8 +121,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--frac", type=float, default=1.0, help="frame size as a fraction of 1242x375")
     ap.add_argument("--init", default="photoreal", choices=["photoreal", "content"], help="fast path start image")
     ap.add_argument("--scales", type=float, nargs="+", default=[1.0])
-    ap.add_argument("--steps", type=int, nargs="+", default=[6])
-    ap.add_argument("--lr", type=float, default=0.01, help="fast path Adam step")
+    ap.add_argument("--steps", type=int, nargs="+", default=[5])
+    ap.add_argument("--lr", type=float, default=0.015, help="fast path Adam step")
     ap.add_argument("--optimizer", default="adam", choices=["adam", "lbfgs"], help="fast path optimiser")
     ap.add_argument("--plain", nargs="+", default=["adam:0.05", "adam:0.1", "lbfgs"],
                     help="plain Gatys optimiser settings to try (the best one is the reference)")

@@ -20,6 +20,7 @@ import numpy as np
 from sim2real.errors import ConfigError
 from sim2real.formats.images import encode_jpeg_roundtrip
 from sim2real.physics._checks import check_depth, check_image, check_nonneg, where
+from sim2real.physics._scratch import scratch
 from sim2real.physics.layered import to_u8
 
 
@@ -48,8 +49,11 @@ def sensor_noise_u8(image_u8: np.ndarray, rng: np.random.Generator, shot_gain: f
         return image_u8.copy()
     std_lut = np.sqrt(float(shot_gain) * np.arange(256, dtype=np.float64) + float(read_sigma) ** 2).astype(np.float32)
     uniform = np.frombuffer(rng.bytes(image_u8.size), np.uint8).reshape(image_u8.shape)
-    noise = cv2.multiply(cv2.LUT(uniform, _NORMAL_Q), cv2.LUT(image_u8, std_lut))
-    return cv2.add(image_u8, noise, dtype=cv2.CV_8U)
+    normal, std = scratch("sensor_noise", image_u8.shape, np.float32, 2)
+    cv2.LUT(uniform, _NORMAL_Q, dst=normal)
+    cv2.LUT(image_u8, std_lut, dst=std)
+    cv2.multiply(normal, std, dst=normal)
+    return cv2.add(image_u8, normal, dtype=cv2.CV_8U)
 
 
 def sensor_noise(image_u8: np.ndarray, rng: np.random.Generator, shot_gain: float = 0.0, read_sigma: float = 0.0,

@@ -26,6 +26,8 @@ import math
 import cv2
 import numpy as np
 
+from sim2real.physics._scratch import scratch
+
 FAR_ORDER_M = 1.0e6  # depth used to order sky (+inf) pixels: behind everything
 MIN_COVER = 64  # 8-bit total coverage below which a pixel keeps its colour (see layered_blur)
 
@@ -85,8 +87,9 @@ def layered_blur(
     key = levels * np.uint8(2) + (side.view(np.uint8) if side is not None else np.uint8(0))
     h, w = key.shape
     order = _far_to_near(key, depth_m)
-    rgba = cv2.cvtColor(image_u8, cv2.COLOR_RGB2RGBA)  # alpha 255: masking gives premultiplied layers
-    acc = np.zeros((h, w, 4), np.uint8)  # premultiplied RGB + coverage, composited far -> near
+    rgba, acc = scratch("layered_blur", (h, w, 4), np.uint8, 2)
+    cv2.cvtColor(image_u8, cv2.COLOR_RGB2RGBA, dst=rgba)  # alpha 255: masking gives premultiplied layers
+    acc.fill(0)  # premultiplied RGB + coverage, composited far -> near
     for k in order:
         mask = (key == k).view(np.uint8)
         sigma = (int(k) // 2) * step
