@@ -240,7 +240,7 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dedupe", default=None, help="dedupe folder (default data/dedupe if present, else synthetic)")
     ap.add_argument("--frames", type=int, default=24, help="frames timed per path")
-    ap.add_argument("--workers-frames", type=int, default=32, help="frames for the workers 1 vs 2 run")
+    ap.add_argument("--workers-frames", type=int, default=128, help="frames for the workers 1 vs 2 run")
     ap.add_argument("--rss-frames", type=int, nargs="*", default=[100, 1000], help="frame counts for peak RSS")
     ap.add_argument("--crop", type=int, default=40, help="side of the naive blur's crop (px)")
     ap.add_argument("--crops", metavar="PNG", help="only write the README's before/after crops figure "
