@@ -73,6 +73,16 @@ def make_repo(dest: Path, overrides: dict | None = None) -> Path:
     return dest
 
 
+@pytest.fixture(scope="module")
+def cluster():
+    """A real 2-process Dask cluster on loopback (no dashboard), one per test module: (cluster, client)."""
+    import distributed
+    with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1, host="127.0.0.1",
+                                  dashboard_address=None, silence_logs=50) as lc:
+        with distributed.Client(lc, set_as_default=False) as client:
+            yield lc, client
+
+
 @pytest.fixture(scope="session")
 def pipeline_repo(tmp_path_factory) -> Path:
     """A repo where `dvc repro` ran the whole pipeline once on the miniature world."""

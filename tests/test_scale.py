@@ -17,16 +17,6 @@ from sim2real.safety import block_network
 os.environ.setdefault("SIM2REAL_NO_PROGRESS", "1")
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    """A real 2-process Dask cluster on loopback (no dashboard)."""
-    distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1, host="127.0.0.1",
-                                  dashboard_address=None, silence_logs=50) as lc:
-        with distributed.Client(lc, set_as_default=False) as client:
-            yield lc, client
-
-
 def square(item, offset=0):
     if item["frame_id"] == "bad":
         raise ZeroDivisionError("boom")

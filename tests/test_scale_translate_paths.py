@@ -26,16 +26,6 @@ FRAME_COLS = ["frame_id", "scene", "variation", "camera", "frame", "width", "hei
               "instance_seg", "fx", "fy", "cx", "cy"]
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    """A real 2-process Dask cluster on loopback (no dashboard), as in tests/test_scale.py."""
-    distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1, host="127.0.0.1",
-                                  dashboard_address=None, silence_logs=50) as lc:
-        with distributed.Client(lc, set_as_default=False) as client:
-            yield lc, client
-
-
 @pytest.fixture(autouse=True)
 def keep_torch_threads():
     n = torch.get_num_threads()

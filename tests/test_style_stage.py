@@ -166,35 +166,26 @@ def test_stage_main_tracks_batches_and_grid_offline(tmp_path, monkeypatch):
     assert Path("live/plots/images/style_grid.png").is_file()
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    """A 2-process Dask cluster on loopback (no dashboard)."""
-    import distributed
-    with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1, host="127.0.0.1",
-                                  dashboard_address=None, silence_logs=50) as lc:
-        with distributed.Client(lc, set_as_default=False) as client:
-            yield client
-
-
 @pytest.mark.parametrize("method", ["photoreal", "nst"])
 def test_stage_on_dask_matches_local_and_loads_vgg_once_per_worker(cluster, tmp_path, monkeypatch, method):
     """compute.scheduler on a LocalCluster (2 workers): the same output bytes as the local run;
     with nst each worker process builds VGG16 once and reuses it for its later batches."""
+    _, client = cluster
     ded, ing = make_world(tmp_path, n_frames=4)
     monkeypatch.chdir(tmp_path)  # relative input paths, as in the DVC stage: the workers get absolute ones
     ded, ing = ded.relative_to(tmp_path), ing.relative_to(tmp_path)
     p = style_params(method=method, batch_size=1)
     st.run(ded, ing, "out", "local.json", p, seed=0, device="cpu", workers=1)
     Path("out").rename("local")
-    before = cluster.run(st.model_loads)
-    st.run(ded, ing, "out", "dask.json", p, seed=0, device="cpu", workers=1, scheduler=cluster, batch_size=1,
+    before = client.run(st.model_loads)
+    st.run(ded, ing, "out", "dask.json", p, seed=0, device="cpu", workers=1, scheduler=client, batch_size=1,
            max_in_flight=2)
     assert tree_digest("local") == tree_digest("out")
     assert len(tree_digest("out")) == 9
     assert Path("local.json").read_bytes() == Path("dask.json").read_bytes()
     assert pd.read_csv("out/frames.csv")["image"].str.startswith("out/images/").all()
     if method == "nst":
-        loads = cluster.run(st.model_loads)
+        loads = client.run(st.model_loads)
         built = [sum(v.values()) - sum(before[w].values()) for w, v in loads.items()]
         # 4 batches on 2 workers: at least one worker ran several, and no worker built VGG16 twice
         assert sorted(built)[-1] == 1 and set(built) <= {0, 1}, loads
