@@ -24,7 +24,7 @@ import pandas as pd
 from sim2real.errors import ConfigError, DataError
 from sim2real.formats import kitti, vkitti2
 from sim2real.formats.images import image_size
-from sim2real.safety import resolve_within
+from sim2real.safety import data_roots, resolve_within
 
 FRAME_COLUMNS = ["frame_id", "scene", "variation", "camera", "frame", "width", "height", "rgb", "depth",
                  "class_seg", "instance_seg", "fx", "fy", "cx", "cy"]
@@ -184,13 +184,9 @@ def read_manifest(path: str | Path, need: Sequence[str] = (), *, all_str: bool =
 
 # ----------------------------------------------------------------------------- path checks
 def configured_roots(base: str | Path | None = None) -> list[Path]:
-    """The data roots of ``<base>/params.yaml`` (default: the working directory = repository root),
-    resolved: ``data/`` plus ``data.demo_root``, ``data.vkitti2_root``, ``data.kitti_root`` when
-    set; just ``data/`` when there is no params file or no ``data`` section. The repository's DVC
-    cache (``.dvc/cache``) counts as data too, for checkouts with ``cache.type: symlink``.
-
-    Like :func:`sim2real.safety.data_roots`, except that a relative root is checked before its
-    symlinks are followed (``data/`` may be a symlink to another disk; ``data/../x`` is refused)."""
+    """The data roots (:func:`sim2real.safety.data_roots`) of ``<base>/params.yaml`` (default: the
+    working directory = repository root); just ``data/`` (and the DVC cache) when there is no
+    params file or no ``data`` section."""
     from sim2real.params import load_params
 
     base = Path(os.path.abspath(base or Path.cwd()))
@@ -201,22 +197,7 @@ def configured_roots(base: str | Path | None = None) -> list[Path]:
             data = dict(load_params("data", path=params_file).data or {})
         except ConfigError:
             data = {}
-    roots = [base / "data"]
-    for key in ("demo_root", "vkitti2_root", "kitti_root"):
-        value = data.get(key)
-        if not value:
-            continue
-        root = Path(str(value)).expanduser()
-        if root.is_absolute():
-            if key == "demo_root":
-                raise ConfigError(f"params.yaml: data.{key} must be a path inside the repository, "
-                                  f"got absolute {value!r}")
-        elif not Path(os.path.normpath(base / root)).is_relative_to(base):
-            raise ConfigError(f"params.yaml: data.{key}={value!r} points outside the repository {base}")
-        roots.append(base / root)
-    if (base / ".dvc" / "cache").is_dir():  # DVC checkouts with cache.type symlink point into it
-        roots.append(base / ".dvc" / "cache")
-    return [Path(os.path.realpath(r)) for r in roots]
+    return data_roots(data, base=base)
 
 
 def _inside(real: str, roots: Sequence[str]) -> bool:

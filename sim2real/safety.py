@@ -5,7 +5,8 @@
   the allowed roots (also resolved, so a data root that is itself a symlink to a mounted disk is
   fine). ``../../etc/passwd``, an absolute path elsewhere, or a symlink inside the dataset that
   points outside it raise :class:`~sim2real.errors.DataError` naming the manifest.
-* :func:`check_param_path` — a relative path in params.yaml must stay inside the repository.
+* :func:`data_roots` — the configured data roots; a relative one in params.yaml must stay inside
+  the repository.
 * :func:`block_network` — a context manager that refuses outgoing connections to anything but
   loopback (and UNIX sockets); the tests run the default pipeline under it.
 
@@ -20,7 +21,7 @@ import ipaddress
 import os
 import socket
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 from sim2real.errors import ConfigError, DataError
 
@@ -60,53 +61,33 @@ def resolve_within(path: str | Path, roots: Sequence[str | Path], *, source: str
     raise DataError(source or path, f"path {str(path)!r} {how} {real}, outside the data roots ({names})", line=line)
 
 
-def check_paths(paths: Iterable[str | Path], roots: Sequence[str | Path], *, source: str | Path,
-                first_line: int = 2, base: str | Path | None = None) -> None:
-    """Check each non-empty path of a manifest column (line numbers counted from ``first_line``)."""
-    resolved_roots = [_resolved(r, base) for r in roots]
-    for i, p in enumerate(paths):
-        if p is None or str(p) == "" or str(p) == "nan":
-            continue
-        resolve_within(p, resolved_roots, source=source, line=first_line + i, base=base)
-
-
-def check_manifest(df: Any, columns: Sequence[str], roots: Sequence[str | Path], *, source: str | Path,
-                   base: str | Path | None = None) -> None:
-    """Check every path column of a manifest DataFrame (CSV line = row index + 2)."""
-    for col in columns:
-        if col in df.columns:
-            check_paths(df[col].astype(str).tolist(), roots, source=source, base=base)
-
-
 def data_roots(data: Any = None, base: str | Path | None = None) -> list[Path]:
-    """The configured data roots: the repository's ``data/`` plus ``data.demo_root``,
-    ``data.vkitti2_root`` and ``data.kitti_root`` when set (params section ``data``)."""
-    base = Path(base or Path.cwd())
+    """The configured data roots, resolved: the repository's ``data/`` plus ``data.demo_root``,
+    ``data.vkitti2_root`` and ``data.kitti_root`` when set (params section ``data``), plus the
+    repository's DVC cache (``.dvc/cache``, for checkouts with ``cache.type: symlink``).
+
+    A relative root must stay inside the repository (``base``) *before* its symlinks are followed
+    (``data/`` may be a symlink to another disk; ``data/../x`` is refused); only the external
+    roots (vkitti2, kitti) may be absolute. Raises ConfigError naming the key.
+    """
+    base = Path(os.path.abspath(base or Path.cwd()))
     roots = [base / "data"]
     d = dict(data or {})
     for key in ("demo_root", "vkitti2_root", "kitti_root"):
-        if d.get(key):
-            roots.append(check_param_path(d[key], f"data.{key}", base=base, allow_absolute=key != "demo_root"))
-    return roots
-
-
-def check_param_path(value: str | Path, key: str, *, base: str | Path | None = None,
-                     allow_absolute: bool = False) -> Path:
-    """A path from params.yaml: relative ones must stay inside the repository (``base``).
-
-    Absolute paths are accepted only where ``allow_absolute`` (external dataset roots). Symlinks
-    are followed before the check. Raises ConfigError naming the key.
-    """
-    base = Path(base or Path.cwd())
-    p = Path(str(value)).expanduser()
-    if p.is_absolute():
-        if not allow_absolute:
-            raise ConfigError(f"params.yaml: {key} must be a path inside the repository, got absolute {value!r}")
-        return Path(os.path.realpath(p))
-    real = _resolved(p, base)
-    if not real.is_relative_to(_resolved(base)):
-        raise ConfigError(f"params.yaml: {key}={value!r} resolves to {real}, outside the repository {base}")
-    return real
+        value = d.get(key)
+        if not value:
+            continue
+        root = Path(str(value)).expanduser()
+        if root.is_absolute():
+            if key == "demo_root":
+                raise ConfigError(f"params.yaml: data.{key} must be a path inside the repository, "
+                                  f"got absolute {value!r}")
+        elif not Path(os.path.normpath(base / root)).is_relative_to(base):
+            raise ConfigError(f"params.yaml: data.{key}={value!r} points outside the repository {base}")
+        roots.append(base / root)
+    if (base / ".dvc" / "cache").is_dir():  # DVC checkouts with cache.type symlink point into it
+        roots.append(base / ".dvc" / "cache")
+    return [Path(os.path.realpath(r)) for r in roots]
 
 
 # ----------------------------------------------------------------------------- network guard

@@ -62,8 +62,9 @@ def read_frames(dedupe_dir: str | Path) -> list[dict]:
         codes, fids = pd.factorize(boxes["frame_id"], sort=False)
         values = boxes[BOX_COLUMNS].to_numpy(dtype=np.int64)[np.argsort(codes, kind="stable")]
         del boxes
-        ends = np.cumsum(np.bincount(codes, minlength=len(fids)))
-        by_frame = {str(f): values[a:b] for f, a, b in zip(fids, ends - np.bincount(codes, minlength=len(fids)), ends)}
+        counts = np.bincount(codes, minlength=len(fids))
+        ends = np.cumsum(counts)
+        by_frame = {str(f): values[a:b] for f, a, b in zip(fids, ends - counts, ends)}
     items = frames.to_dict("records")
     del frames
     none = np.zeros((0, len(BOX_COLUMNS)), np.int64)

@@ -13,8 +13,8 @@ import pytest
 import yaml
 
 from sim2real.errors import ConfigError, DataError
-from sim2real.safety import (NetworkBlocked, block_network, check_manifest, check_param_path, data_roots,
-                             resolve_within)
+from sim2real.manifest import check_manifest_paths
+from sim2real.safety import NetworkBlocked, block_network, data_roots, resolve_within
 from tests.conftest import ROOT, deep_merge
 
 os.environ.setdefault("SIM2REAL_NO_PROGRESS", "1")
@@ -63,8 +63,8 @@ def test_demo_pipeline_runs_with_the_network_blocked(tiny_repo):
         ingest.main(["--out", "data/ingest"])
         dedupe.main(["--ingest", "data/ingest", "--out", "data/dedupe", "--report", "reports/dedupe.json"])
         frames = pd.read_csv("data/dedupe/frames.csv", keep_default_na=False)
-        check_manifest(frames, ["rgb", "depth", "class_seg", "instance_seg", "image", "label"],
-                       data_roots(yaml.safe_load(Path("params.yaml").read_text())["data"]), source="frames.csv")
+        check_manifest_paths(frames, "frames.csv", data_roots(yaml.safe_load(Path("params.yaml").read_text())["data"]),
+                             columns=["rgb", "depth", "class_seg", "instance_seg", "image", "label"])
         per_frame = _per_frame_library_calls(frames.iloc[0].to_dict())
     assert attempts == []
     assert len(frames) == 2 and (tiny_repo / "reports" / "dedupe.json").is_file()
@@ -120,16 +120,16 @@ def test_paths_cannot_escape_the_data_roots(tmp_path):
     assert resolve_within(tmp_path / "ext" / "f.png", [root, tmp_path / "ext"]).name == "f.png"
     df = pd.DataFrame({"image": ["data/a/x.png", "data/a/link.png"], "label": ["", ""]})
     with pytest.raises(DataError, match=r"frames.csv:3:"):
-        check_manifest(df, ["image", "label"], [root], source="frames.csv", base=tmp_path)
+        check_manifest_paths(df, "frames.csv", [root], columns=["image", "label"], base=tmp_path)
 
 
 def test_param_paths_stay_in_the_repository(tmp_path):
-    assert check_param_path("data/demo", "data.demo_root", base=tmp_path) == (tmp_path / "data" / "demo").resolve()
+    assert (tmp_path / "data" / "demo").resolve() in data_roots({"demo_root": "data/demo"}, base=tmp_path)
     with pytest.raises(ConfigError, match="data.demo_root"):
-        check_param_path("../elsewhere", "data.demo_root", base=tmp_path)
+        data_roots({"demo_root": "../elsewhere"}, base=tmp_path)
     with pytest.raises(ConfigError, match="absolute"):
-        check_param_path("/etc", "data.demo_root", base=tmp_path)
-    assert check_param_path("/srv/vkitti2", "data.vkitti2_root", base=tmp_path, allow_absolute=True).is_absolute()
+        data_roots({"demo_root": "/etc"}, base=tmp_path)
+    assert Path("/srv/vkitti2") in data_roots({"vkitti2_root": "/srv/vkitti2"}, base=tmp_path)
     with pytest.raises(ConfigError, match="data.demo_root"):
         data_roots({"demo_root": "../../x"}, base=tmp_path)
 
