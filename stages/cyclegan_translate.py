@@ -195,8 +195,7 @@ def main(argv=None) -> None:
     seconds = time.perf_counter() - t0
 
     edge = np.array([r["edge_corr"] for r in rows])
-    report = {"frames": len(rows), "mode": mode, "device": device, "seconds": round(seconds, 2),
-              "frames_per_s": round(len(rows) / seconds, 3),
+    report = {"frames": len(rows), "mode": mode, "device": device,
               "edge_corr": {"min": float(edge.min()), "mean": float(edge.mean())},
               **skips.report(frames_in=len(records), frames_out=len(rows))}
     for split in ("train", "val"):

@@ -19,8 +19,8 @@ rerun the stages downstream); wall-clock times go to ``--timing`` (a CSV outside
 output: frame_id, batch, seconds) and to the tracker (also the stage's total).
 Tracking (:class:`sim2real.tracking.Tracker`): W&B offline by default, DVCLive in ``--live``;
 per batch (step = batch index) ``batch/content_loss``, ``batch/style_loss``, ``batch/steps``,
-``batch/frames``, ``batch/seconds_per_frame``, then the grid image and the report (+
-``stage_seconds``, ``mean_seconds_per_frame``) as the run summary.
+``batch/frames``, then the grid image and the report as the run summary; ``stage_seconds`` and
+``mean_seconds_per_frame`` go to the W&B summary only (``Tracker.run_info``), never to DVCLive.
 Params: style, seed, compute.device, compute.workers (``compute.scheduler`` / ``batch_size`` /
 ``max_in_flight`` / ``resume`` change how the frames are spread, not the bytes).
 """
@@ -404,7 +404,7 @@ def run(dedupe_dir, real_dir, out_dir, report, style_cfg: dict, seed: int, devic
                 times.append(dict(frame_id=r["frame_id"], batch=k, seconds=float(r.pop("seconds"))))
             rows.extend(batch_rows)
             if tracker is not None:
-                tracker.log({"batch": batch_metrics(batch_rows, times[-len(batch_rows):])}, step=k)
+                tracker.log({"batch": batch_metrics(batch_rows)}, step=k)
         table = pd.DataFrame(rows, columns=CSV_COLUMNS)
         with atomic_file(tmp / "frames.csv") as fh:
             table.to_csv(fh, index=False, float_format="%.6g")
@@ -425,18 +425,19 @@ def run(dedupe_dir, real_dir, out_dir, report, style_cfg: dict, seed: int, devic
         with atomic_file(timing) as fh:
             tt.to_csv(fh, index=False, float_format="%.4f")
     if tracker is not None:
-        tracker.summary({**summary, "stage_seconds": stage_seconds,
-                         "mean_seconds_per_frame": float(np.mean([t["seconds"] for t in times])) if times else None})
+        tracker.summary(summary)
+        tracker.run_info({"stage_seconds": stage_seconds,
+                          "mean_seconds_per_frame": float(np.mean([t["seconds"] for t in times])) if times else None})
     return summary
 
 
-def batch_metrics(rows: list[dict], times: list[dict]) -> dict:
-    """Per-batch numbers for the tracker: mean losses and steps, frames, seconds per frame."""
+def batch_metrics(rows: list[dict]) -> dict:
+    """Per-batch numbers for the tracker: mean losses and steps, frames (no wall-clock time)."""
     def mean(key):
         v = [float(r[key]) for r in rows if r.get(key) is not None and np.isfinite(float(r[key]))]
         return float(np.mean(v)) if v else None
     return {"content_loss": mean("content_loss"), "style_loss": mean("style_loss"), "steps": mean("steps"),
-            "frames": len(rows), "seconds_per_frame": float(np.mean([t["seconds"] for t in times])) if times else None}
+            "frames": len(rows)}
 
 
 def summarise(table: pd.DataFrame, style_cfg: dict, source: str | None, device: str, pool: list[dict]) -> dict:

@@ -134,7 +134,8 @@ def test_same_params_give_a_byte_identical_output_folder(tmp_path):
 
 
 def test_stage_main_tracks_batches_and_grid_offline(tmp_path, monkeypatch):
-    """main(): a W&B offline run (and DVCLive) with per-batch losses/seconds, the grid, the summary."""
+    """main(): a W&B offline run (and DVCLive) with per-batch losses, the grid, the summary; wall-clock
+    seconds only in the W&B summary, never in DVCLive's metrics (a DVC metric must not change between runs)."""
     from sim2real.tracking import offline_runs, read_offline_run
     ded, ing = make_world(tmp_path)
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -154,8 +155,8 @@ def test_stage_main_tracks_batches_and_grid_offline(tmp_path, monkeypatch):
     steps = [h for h in run["history"] if "batch/style_loss" in h]
     assert len(steps) == 2  # one point per batch (batch_size 1, 2 frames)
     for h in steps:
-        assert {f"batch/{k}" for k in ("content_loss", "style_loss", "steps", "frames", "seconds_per_frame")} <= set(h)
-        assert h["batch/seconds_per_frame"] > 0 and np.isfinite(h["batch/style_loss"]) and h["batch/frames"] == 1
+        assert {f"batch/{k}" for k in ("content_loss", "style_loss", "steps", "frames")} <= set(h)
+        assert np.isfinite(h["batch/style_loss"]) and h["batch/frames"] == 1
     summ = run["summary"]
     report = json.loads(Path("rep.json").read_text())
     assert summ["frames"] == report["frames"] == 2 and summ["stage_seconds"] > 0
@@ -163,6 +164,7 @@ def test_stage_main_tracks_batches_and_grid_offline(tmp_path, monkeypatch):
     assert (run_dir / "files" / summ["style_grid.path"]).is_file()
     live = json.loads(Path("live/metrics.json").read_text())
     assert live["frames"] == 2 and live["step"] == 1 and "style_loss" in live["batch"]
+    assert not {"stage_seconds", "mean_seconds_per_frame"} & set(live) and "seconds_per_frame" not in live["batch"]
     assert Path("live/plots/images/style_grid.png").is_file()
 
 
