@@ -32,7 +32,7 @@ import os
 import shutil
 import zlib
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -289,14 +289,3 @@ def stage_for_ultralytics(scratch: str | Path, train_dir: str | Path | None, val
     yaml_path = scratch / "data.yaml"
     yaml_path.write_text(yaml.safe_dump(data, sort_keys=False))
     return yaml_path
-
-
-def variant_sources(variants: Mapping, name: str) -> list[str]:
-    """The source folders of variant ``name`` from the ``variants`` param."""
-    if name not in variants:
-        raise ConfigError(f"params.yaml: variants has no '{name}' (have: {', '.join(variants)})")
-    spec = variants[name]
-    data = spec.get("data") if isinstance(spec, Mapping) else None
-    if not data:
-        raise ConfigError(f"params.yaml: variants.{name}.data must name the variant's dataset folder")
-    return [data] if isinstance(data, str) else list(data)

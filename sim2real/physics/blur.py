@@ -39,9 +39,10 @@ def distance_sigma_px(depth_m: np.ndarray, sigma_px: float, near_m: float, far_m
         raise ConfigError(f"blur.far_m ({far_m}) must be greater than blur.near_m ({near_m})")
     clamped = cv2.max(cv2.min(depth_m.astype(np.float32, copy=False), float(far_m)), float(near_m))
     k = 1.0 / (far_m - near_m)
+    # float32 rounding can leave (near - near) * k a hair below 0: clip, or a fractional power gives NaN
     if curve == "linear":  # sigma * (clamped - near) / (far - near) in one pass
-        return cv2.addWeighted(clamped, k * sigma_px, clamped, 0.0, -near_m * k * sigma_px)
-    u = cv2.addWeighted(clamped, k, clamped, 0.0, -near_m * k)
+        return cv2.max(cv2.addWeighted(clamped, k * sigma_px, clamped, 0.0, -near_m * k * sigma_px), 0.0)
+    u = cv2.max(cv2.addWeighted(clamped, k, clamped, 0.0, -near_m * k), 0.0)
     if curve == "power":
         u = np.power(u, np.float32(power))
     else:
