@@ -27,7 +27,7 @@ from sim2real.errors import DataError
 from sim2real.formats.images import read_rgb
 from sim2real.manifest import read_manifest
 from sim2real.io import atomic_file
-from sim2real.metrics.gap import draw_blur_profile
+from sim2real.metrics.plots import draw_blur_profile
 from sim2real.tracking import Tracker
 
 # (column title, getter over (metrics, gap), format, direction: +1 higher is better, -1 lower is better, key)
