@@ -30,7 +30,6 @@ import argparse
 import os
 import shutil
 import time
-import zlib
 from pathlib import Path
 
 import cv2
@@ -46,6 +45,7 @@ from sim2real.manifest import read_manifest
 from sim2real.parallel import compute_options, is_distributed, map_frames
 from sim2real.params import load_params, plain
 from sim2real.tracking import Tracker
+from sim2real.rng import frame_rng
 
 METHODS = ("photoreal", "nst", "wct2")
 CSV_COLUMNS = ["frame_id", "image", "label", "style_image_id", "method", "steps", "content_loss", "style_loss",
@@ -117,10 +117,6 @@ def colour_histogram(rgb_u8: np.ndarray, bins: int = HIST_BINS) -> np.ndarray:
 
 def _hist_item(item: dict) -> np.ndarray:
     return colour_histogram(read_rgb(item["image"]))
-
-
-def frame_rng(seed: int, frame_id: str) -> np.random.Generator:
-    return np.random.default_rng([int(seed), zlib.crc32(frame_id.encode())])
 
 
 def pair_styles(frames: list[dict], pool: list[dict], pairing: str, seed: int, workers: int = 1) -> list[int]:

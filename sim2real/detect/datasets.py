@@ -30,7 +30,6 @@ from __future__ import annotations
 import errno
 import os
 import shutil
-import zlib
 from pathlib import Path
 from typing import Sequence
 
@@ -42,6 +41,7 @@ from sim2real.errors import ConfigError, DataError
 from sim2real.formats import kitti, yolo
 from sim2real.formats.images import image_size
 from sim2real.manifest import check_manifest_paths
+from sim2real.rng import frame_rng
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp")
 
@@ -143,7 +143,7 @@ def build_train_set(sources: Sequence[str | Path], out: str | Path, n_classes: i
 
 def mix_draw(seed: int, frame_id: str) -> float:
     """The per-frame uniform draw in [0, 1) that decides which sources contribute a frame."""
-    return float(np.random.default_rng([int(seed), zlib.crc32(str(frame_id).encode())]).random())
+    return float(frame_rng(seed, frame_id).random())
 
 
 def mix_selection(frame_ids: Sequence[str], k: int, fraction: float, seed: int) -> np.ndarray:
