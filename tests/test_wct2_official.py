@@ -86,6 +86,7 @@ def test_official_schedule_reproduces_the_official_transfer(official_dir, option
     ours = model.stylize(content, style, options=opts, labels=labels)
     assert float(((ref > 0) & (ref < 1)).float().mean()) > 0.95    # the [0, 1] clamp hides little
     assert float((ours - ref).abs().max()) <= 1 / 255
+    assert float((ours - ref).abs().mean()) <= 0.01 / 255   # float32 rounding only (seen: ~1e-4/255)
     # and the transfer is not a no-op, nor the project's earlier schedule
     recon = model.reconstruct(content).clamp(0, 1)
     assert float((ref - recon).abs().mean()) > 5 / 255
@@ -151,7 +152,8 @@ def test_options_and_bad_files_give_one_line_errors_naming_file_and_param(tmp_pa
     bad["pool2.LH.weight"] = bad["pool2.LH.weight"].flip(-1)
     torch.save(bad, tmp_path / "wave_encoder_cat5_l4.pth")
     torch.save(dec, tmp_path / "wave_decoder_cat5_l4.pth")
-    with pytest.raises(ConfigError, match=r"wave_encoder_cat5_l4\.pth: pool2\.LH\.weight.*Haar.*style\.wct2_checkpoints"):
+    with pytest.raises(ConfigError,
+                       match=r"wave_encoder_cat5_l4\.pth: pool2\.LH\.weight.*Haar.*style\.wct2_checkpoints"):
         load_wct2(tmp_path)
     # anything but plain tensors is refused (weights_only=True), in one line
     torch.save({"conv0.weight": torch.zeros(3, 3, 1, 1), "x": argparse.Namespace(a=1)},
@@ -162,8 +164,9 @@ def test_options_and_bad_files_give_one_line_errors_naming_file_and_param(tmp_pa
     (tmp_path / "wave_decoder_cat5_l4.pth").unlink()
     with pytest.raises(ConfigError, match=r"style\.wct2_checkpoints.*wave_decoder_cat5_l4\.pth not found"):
         load_wct2(tmp_path / "wave_encoder_cat5_l4.pth")
+    (tmp_path / "empty").mkdir()
     with pytest.raises(ConfigError, match=r"style\.wct2_checkpoints.*holds no WCT2 checkpoints"):
-        load_wct2(tmp_path / "empty") if (tmp_path / "empty").mkdir() is None else None
+        load_wct2(tmp_path / "empty")
 
 
 def test_own_checkpoints_of_both_variants_still_load(tmp_path):

@@ -149,7 +149,8 @@ class OfficialReference:
         return F.relu(y) if relu else y
 
     def _pool(self, k, x):
-        return [F.conv2d(x, self.e[f"pool{k}.{b}.weight"], stride=2, groups=x.shape[1]) for b in ("LL", "LH", "HL", "HH")]
+        return [F.conv2d(x, self.e[f"pool{k}.{b}.weight"], stride=2, groups=x.shape[1])
+                for b in ("LL", "LH", "HL", "HH")]
 
     def _unpool(self, k, ll, lh, hl, hh, original):
         parts = [F.conv_transpose2d(t, self.d[f"recon_block{k}.{b}.weight"], stride=2, groups=t.shape[1])
@@ -173,7 +174,8 @@ class OfficialReference:
             ll, lh, hl, hh = self._pool(level, x)
             skips[f"pool{level}"] = [lh, hl, hh]
             return ll
-        names = {2: (["conv1_2"], "conv2_1"), 3: (["conv2_2"], "conv3_1"), 4: (["conv3_2", "conv3_3", "conv3_4"], "conv4_1")}
+        names = {2: (["conv1_2"], "conv2_1"), 3: (["conv2_2"], "conv3_1"),
+                 4: (["conv3_2", "conv3_3", "conv3_4"], "conv4_1")}
         pre, post = names[level]
         for n in pre:
             x = c(e, n, x)

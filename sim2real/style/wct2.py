@@ -229,8 +229,8 @@ def wct(fc: torch.Tensor, fs: torch.Tensor, alpha: float = 1.0, eps: float = PRO
 
 def _cov(x0: torch.Tensor, reg: float) -> torch.Tensor:
     n = x0.shape[1]
-    cov = (x0 @ x0.T).double() / (n - 1 if n > 1 else 1)
-    return cov + reg * torch.eye(x0.shape[0], dtype=torch.float64, device=x0.device)
+    cov = (x0 @ x0.T) / (n - 1 if n > 1 else 1)
+    return cov + reg * torch.eye(x0.shape[0], dtype=x0.dtype, device=x0.device)
 
 
 def _sqrtm_psd(cov: torch.Tensor, power: float, rank_eps: float) -> torch.Tensor:
@@ -246,15 +246,16 @@ def wct_core(xc: torch.Tensor, xs: torch.Tensor, reg: float = OFFICIAL_REG,
 
     y = Es·Λs^½·Esᵀ · Ec·Λc^-½·Ecᵀ · (xc − μc) + μs, with Λ, E the eigen-decompositions of the
     covariances (÷(n−1)) plus ``reg``·I, eigenvalues below ``rank_eps`` dropped; then clamped to
-    [min xc, max xc] (one scalar range over all channels).
+    [min xc, max xc] (one scalar range over all channels). In float32, as the official code
+    (``+ reg·I`` keeps every eigenvalue ≥ ``reg``, so the whitening is well conditioned).
     """
+    xc, xs = xc.float(), xs.float()
     lo, hi = xc.min(), xc.max()
     mc, ms = xc.mean(1, keepdim=True), xs.mean(1, keepdim=True)
     xc0 = xc - mc
     white = _sqrtm_psd(_cov(xc0, reg), -0.5, rank_eps)
     colour = _sqrtm_psd(_cov(xs - ms, reg), 0.5, rank_eps)
-    y = (colour @ white).to(xc.dtype) @ xc0 + ms
-    return y.clamp(lo, hi)
+    return ((colour @ white) @ xc0 + ms).clamp(lo, hi)
 
 
 @dataclass
