@@ -212,17 +212,15 @@ def stylize_nst(contents, styles, style_cfg: dict, seed: int, device: str, inits
     return to_u8(out), res.content_loss.tolist(), res.style_loss.tolist(), res.steps
 
 
-def stylize_wct2(contents, styles, style_cfg: dict, device: str):
-    from sim2real.style.nst import to_tensor, to_u8
-    from sim2real.style.wct2 import load_wct2
+def stylize_wct2(contents, styles, style_cfg: dict, device: str, c_labs=None, s_labs=None):
+    """(outputs, regions per frame) of one WCT2 forward pass over same-size frames."""
+    from sim2real.style.wct2 import WCT2Options, stylize_frames
+    from sim2real.style.wct2_checkpoints import load_wct2
     key = ("wct2", str(style_cfg.get("wct2_checkpoints")), device)
     if key not in _MODELS:
         _MODELS[key] = load_wct2(style_cfg.get("wct2_checkpoints")).to(device)
         _MODEL_LOADS[key] = _MODEL_LOADS.get(key, 0) + 1
-    h, w = contents[0].shape[:2]
-    styles = [s if s.shape == contents[0].shape else cv2.resize(s, (w, h), interpolation=cv2.INTER_AREA)
-              for s in styles]
-    return to_u8(_MODELS[key].stylize(to_tensor(contents, device), to_tensor(styles, device)))
+    return stylize_frames(_MODELS[key], contents, styles, c_labs, s_labs, WCT2Options.from_params(style_cfg), device)
 
 
 def model_loads() -> dict:
@@ -269,13 +267,15 @@ def process_batch(batch: dict, *, style_cfg: dict, seed: int, device: str, threa
                              for i in idx]
                 res, lc, ls, steps = stylize_nst(cs, ss, style_cfg, seed, device, inits=inits)
             else:  # wct2: one forward pass, no optimisation losses
-                res, steps = stylize_wct2(cs, ss, style_cfg, device), 0
+                (res, regions), steps = stylize_wct2(cs, ss, style_cfg, device, [pairs[i][2] for i in idx],
+                                                     [pairs[i][3] for i in idx]), 0
                 lc = ls = [float("nan")] * len(idx)
             sec = (time.perf_counter() - t) / len(idx)
             for j, i in enumerate(idx):
                 outs[i] = res[j]
                 closs = lc[j] if method == "nst" else float(np.mean((res[j].astype(np.float64) - cs[j]) ** 2) / 255.0 ** 2)
-                rows_extra[i] = dict(steps=steps, content_loss=closs, style_loss=ls[j], regions="global", seconds=sec)
+                rows_extra[i] = dict(steps=steps, content_loss=closs, style_loss=ls[j],
+                                     regions=regions[j] if method == "wct2" else "global", seconds=sec)
     rows = []
     for it, o, extra in zip(items, outs, rows_extra):
         fid = it["frame_id"]
@@ -365,8 +365,10 @@ def run(dedupe_dir, real_dir, out_dir, report, style_cfg: dict, seed: int, devic
     uses_vgg = method == "nst" or (grid is not None and int(style_cfg.get("grid_frames", 1)) > 0)
     source = vgg_source(style_cfg, seed) if uses_vgg else None
     if method == "wct2":
-        from sim2real.style.wct2 import load_wct2
-        load_wct2(style_cfg.get("wct2_checkpoints"))  # the clear error, before any work
+        from sim2real.style.wct2 import WCT2Options
+        from sim2real.style.wct2_checkpoints import load_wct2
+        WCT2Options.from_params(style_cfg)
+        load_wct2(style_cfg.get("wct2_checkpoints"))  # the clear errors, before any work
     frames = read_content_frames(dedupe_dir)
     pool = read_style_pool(real_dir, bool(style_cfg.get("semantic_only", False)))
     distributed = is_distributed(scheduler)

@@ -132,7 +132,8 @@ def load_state_dict_file(path: str | Path, what: str) -> dict:
     try:
         state = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001
-        raise ConfigError(f"{path}: cannot read {what} checkpoint ({type(exc).__name__}: {exc})") from None
+        msg = " ".join(str(exc).split())[:300]  # torch's unpickling errors span many lines
+        raise ConfigError(f"{path}: cannot read {what} checkpoint ({type(exc).__name__}: {msg})") from None
     if not isinstance(state, dict):
         raise ConfigError(f"{path}: {what} checkpoint is not a state dict")
     return state
