@@ -9,6 +9,9 @@
   the repository.
 * :func:`block_network` — a context manager that refuses outgoing connections to anything but
   loopback (and UNIX sockets); the tests run the default pipeline under it.
+* :func:`load_torch_file` — the one way a user-supplied weights file is read: ``torch.load`` with
+  ``weights_only=True``; a file that would need arbitrary unpickling is refused with one line naming
+  the file and the params key, never a multi-paragraph torch message.
 
 References
 ----------
@@ -19,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import os
+import re
 import socket
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -157,3 +161,53 @@ def block_network() -> Iterator[list[str]]:
         for name, fn in orig.items():
             setattr(socket.socket, name, fn)
         socket.getaddrinfo = orig_gai
+
+
+# ----------------------------------------------------------------------------- checkpoint files
+_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
+
+
+def _first_line(text: str, limit: int = 240) -> str:
+    """The first non-empty line of an exception message, whole (shortened at a word only when very long)."""
+    line = next((s.strip() for s in str(text).splitlines() if s.strip()), "")
+    if len(line) > limit:
+        line = line[:limit].rsplit(" ", 1)[0] + " …"
+    return line
+
+
+def load_torch_file(path: str | Path, *, what: str, param: str | None = None, hint: str | None = None) -> Any:
+    """``torch.load(path, map_location="cpu", weights_only=True)`` with one-line errors.
+
+    Every user-supplied weights file (CycleGAN generator, Inception-v3, VGG16, WCT2) goes through
+    here. Torch's own messages span several paragraphs; this one names the file, what it should
+    be and the params key that chose it (``param``), and says what to do (``hint``).
+
+    Raises
+    ------
+    DataError : missing; refused because the pickle references Python objects other than tensors
+        and plain containers (weights-only loading never runs them; such a file can execute code
+        when loaded the unsafe way); or not a readable PyTorch file (truncated, another format).
+    """
+    import pickle
+
+    import torch
+
+    path = Path(path)
+    src = f" (params.yaml {param})" if param else ""
+    tail = f"; {hint}" if hint else ""
+    if not path.is_file():
+        raise DataError(path, f"{what}{src} not found{tail}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = _GLOBAL.search(str(exc))
+        if found is None:
+            raise DataError(path, f"cannot read {what}{src}: corrupt or not a PyTorch file "
+                                  f"(UnpicklingError: {_first_line(exc)}){tail}") from None
+        raise DataError(path, f"refused to load {what}{src}: the file holds a pickled Python object "
+                              f"({found.group(1)}) besides tensors, which could run code if loaded unsafely; "
+                              f"weights-only loading does not run it. Use a plain state_dict file "
+                              f"(torch.save(model.state_dict(), path)){tail}") from None
+    except Exception as exc:  # noqa: BLE001 - RuntimeError (zip), EOFError, OSError, ValueError, ...
+        raise DataError(path, f"cannot read {what}{src}: corrupt, truncated or not a PyTorch "
+                              f"file ({type(exc).__name__}: {_first_line(exc)}){tail}") from None
