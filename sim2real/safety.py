@@ -25,7 +25,7 @@ import os
 import re
 import socket
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 from sim2real.errors import ConfigError, DataError
 
@@ -167,12 +167,16 @@ def block_network() -> Iterator[list[str]]:
 _GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
 
 
-def _first_line(text: str, limit: int = 240) -> str:
-    """The first non-empty line of an exception message, whole (shortened at a word only when very long)."""
-    line = next((s.strip() for s in str(text).splitlines() if s.strip()), "")
-    if len(line) > limit:
-        line = line[:limit].rsplit(" ", 1)[0] + " …"
-    return line
+def _reason(exc: BaseException) -> str:
+    """``Type: first sentence`` of an exception whose message may span paragraphs (torch's do)."""
+    text = str(exc)
+    if "WeightsUnpickler error:" in text:  # torch's boilerplate first, the actual reason after this
+        text = text.split("WeightsUnpickler error:", 1)[1]
+    line = next((s.strip() for s in text.splitlines() if s.strip()), "")
+    line = line.split(". ", 1)[0].rstrip(".")
+    if len(line) > 200:
+        line = line[:200].rsplit(" ", 1)[0] + " …"
+    return f"{type(exc).__name__}: {line}" if line else type(exc).__name__
 
 
 def load_torch_file(path: str | Path, *, what: str, param: str | None = None, hint: str | None = None) -> Any:
@@ -202,12 +206,25 @@ def load_torch_file(path: str | Path, *, what: str, param: str | None = None, hi
     except pickle.UnpicklingError as exc:
         found = _GLOBAL.search(str(exc))
         if found is None:
-            raise DataError(path, f"cannot read {what}{src}: corrupt or not a PyTorch file "
-                                  f"(UnpicklingError: {_first_line(exc)}){tail}") from None
-        raise DataError(path, f"refused to load {what}{src}: the file holds a pickled Python object "
-                              f"({found.group(1)}) besides tensors, which could run code if loaded unsafely; "
-                              f"weights-only loading does not run it. Use a plain state_dict file "
-                              f"(torch.save(model.state_dict(), path)){tail}") from None
+            raise DataError(path, f"cannot read {what}{src}: corrupt or not a PyTorch file ({_reason(exc)}){tail}") from None
+        raise DataError(path, f"refused to load {what}{src}: besides tensors the file pickles a Python object "
+                              f"({found.group(1)}), and unpickling that can run arbitrary code (weights-only "
+                              f"loading refused it, nothing ran); save a plain state_dict instead "
+                              f"(torch.save(model.state_dict(), path))") from None
     except Exception as exc:  # noqa: BLE001 - RuntimeError (zip), EOFError, OSError, ValueError, ...
-        raise DataError(path, f"cannot read {what}{src}: corrupt, truncated or not a PyTorch "
-                              f"file ({type(exc).__name__}: {_first_line(exc)}){tail}") from None
+        raise DataError(path, f"cannot read {what}{src}: corrupt, truncated or not a PyTorch file "
+                              f"({_reason(exc)}){tail}") from None
+
+
+def state_dict_mismatch(expected: Mapping[str, Any], given: Mapping[str, Any], show: int = 3) -> str | None:
+    """One line saying how a loaded state_dict ``given`` differs from a model's ``expected`` one
+    (missing keys, unexpected keys, shape differences; the first ``show`` of each), or None.
+
+    ``load_state_dict``'s own error lists every key over many lines; this is for messages."""
+    missing = [k for k in expected if k not in given]
+    extra = [k for k in given if k not in expected]
+    shapes = [f"{k} {tuple(getattr(given[k], 'shape', ()))} != {tuple(v.shape)}" for k, v in expected.items()
+              if k in given and tuple(getattr(given[k], "shape", ())) != tuple(v.shape)]
+    parts = [f"{label} {', '.join(keys[:show])}{f' (+{len(keys) - show} more)' if len(keys) > show else ''}"
+             for label, keys in (("missing", missing), ("unexpected", extra), ("shape", shapes)) if keys]
+    return "; ".join(parts) or None

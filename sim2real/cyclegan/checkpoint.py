@@ -27,7 +27,7 @@ import torch
 
 from sim2real.errors import DataError
 from sim2real.io import atomic_file
-from sim2real.safety import load_torch_file
+from sim2real.safety import load_torch_file, state_dict_mismatch
 
 #: bump when the checkpoint layout changes; older files are then refused with a clear message.
 CHECKPOINT_FORMAT = 1
@@ -181,18 +181,6 @@ def generator_state_dict(sd: Any) -> tuple[dict[str, torch.Tensor], GeneratorLay
     return out, GeneratorLayout("official" if official else "sim2real", arch["ngf"], arch["n_blocks"], dropped)
 
 
-def _mismatch(net: torch.nn.Module, sd: Mapping[str, torch.Tensor]) -> str | None:
-    """One line saying how ``sd`` differs from ``net``'s state_dict (None when it fits)."""
-    own = net.state_dict()
-    missing = [k for k in own if k not in sd]
-    extra = [k for k in sd if k not in own]
-    shapes = [f"{k} {tuple(sd[k].shape)} != {tuple(v.shape)}" for k, v in own.items()
-              if k in sd and sd[k].shape != v.shape]
-    parts = [f"{label} {', '.join(keys[:3])}{f' (+{len(keys) - 3} more)' if len(keys) > 3 else ''}"
-             for label, keys in (("missing", missing), ("unexpected", extra), ("shape", shapes)) if keys]
-    return "; ".join(parts) or None
-
-
 def load_generator(path: str | Path, device: str | torch.device = "cpu", *, param: str | None = None):
     """Load A→B generator weights (``weights_only=True``) into a fresh generator, eval mode.
 
@@ -219,7 +207,7 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu", *, para
     except UnsupportedGenerator as exc:
         raise DataError(path, f"not a usable CycleGAN generator{src}: {exc}") from None
     net = ResnetGenerator(ngf=layout.ngf, n_blocks=layout.n_blocks)
-    problem = _mismatch(net, converted)
+    problem = state_dict_mismatch(net.state_dict(), converted)
     if problem is not None:
         raise DataError(path, f"not a CycleGAN ResNet generator{src} (ngf={layout.ngf}, "
                               f"n_blocks={layout.n_blocks} inferred): {problem}")

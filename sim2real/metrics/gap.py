@@ -65,10 +65,12 @@ import pandas as pd
 from skimage.restoration import estimate_sigma
 
 from sim2real.errors import ConfigError, DataError
+from sim2real.safety import load_torch_file, state_dict_mismatch
 
 LAB_RANGES = ((0.0, 100.0), (-128.0, 128.0), (-128.0, 128.0))
 LAB_NAMES = ("L", "a", "b")
 INCEPTION_CACHE_NAME = "inception_v3_google-0cc3c7bd.pth"  # torchvision's ImageNet Inception-v3 file
+INCEPTION_PARAM = "gap.kid.inception_weights"
 FALLBACK_NAME = "random-fallback"
 
 
@@ -404,11 +406,14 @@ def load_feature_extractor(inception_weights: str | None, seed: int, thumb_hw: t
     import torchvision
 
     net = torchvision.models.inception_v3(weights=None, aux_logits=True, init_weights=False)
-    state = torch.load(weights, map_location="cpu", weights_only=True)
-    try:
-        net.load_state_dict(state)
-    except RuntimeError as exc:
-        raise ConfigError(f"gap.kid.inception_weights: {weights} is not a torchvision Inception-v3 state dict ({exc})") from None
+    param = INCEPTION_PARAM if inception_weights else f"{INCEPTION_PARAM} is null: torch hub cache"
+    state = load_torch_file(weights, what="Inception-v3 weights", param=param,  # weights_only=True, one line
+                            hint=f"set {INCEPTION_PARAM} to torchvision's {INCEPTION_CACHE_NAME}")
+    problem = (f"a {type(state).__name__}, not a state dict" if not isinstance(state, dict)
+               else state_dict_mismatch(net.state_dict(), state))
+    if problem is not None:
+        raise ConfigError(f"{INCEPTION_PARAM}: {weights} is not a torchvision Inception-v3 state dict ({problem})")
+    net.load_state_dict(state)
     net.fc = torch.nn.Identity()
     net.eval()
     mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
