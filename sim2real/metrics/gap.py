@@ -403,12 +403,12 @@ def load_feature_extractor(inception_weights: str | None, seed: int, thumb_hw: t
     weights = find_inception_weights(inception_weights)
     if weights is None:
         return RandomConvFeatures(seed), FALLBACK_NAME, tuple(thumb_hw)
-    import torchvision
-
-    net = torchvision.models.inception_v3(weights=None, aux_logits=True, init_weights=False)
     param = INCEPTION_PARAM if inception_weights else f"{INCEPTION_PARAM} is null: torch hub cache"
     state = load_torch_file(weights, what="Inception-v3 weights", param=param,  # weights_only=True, one line
                             hint=f"set {INCEPTION_PARAM} to torchvision's {INCEPTION_CACHE_NAME}")
+    import torchvision
+
+    net = torchvision.models.inception_v3(weights=None, aux_logits=True, init_weights=False)
     problem = (f"a {type(state).__name__}, not a state dict" if not isinstance(state, dict)
                else state_dict_mismatch(net.state_dict(), state))
     if problem is not None:
