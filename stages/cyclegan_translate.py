@@ -52,7 +52,8 @@ def cli(argv=None) -> argparse.Namespace:
     ap.add_argument("--synthetic", required=True, help="dedupe output folder (frames.csv with image, label)")
     ap.add_argument("--real", required=True, help="ingest output folder (real_frames.csv), for the domain statistics")
     ap.add_argument("--model", required=True, help=f"generator weights file ({GENERATOR_PARAM}), or a "
-                                                    f"cyclegan_train model folder (its generator_a2b.pt)")
+                                                    f"cyclegan_train model folder (a path without a suffix; "
+                                                    f"its generator_a2b.pt)")
     ap.add_argument("--out", required=True, help="variant dataset folder to write")
     ap.add_argument("--report", required=True, help="metrics JSON")
     return ap.parse_args(argv)
@@ -164,7 +165,9 @@ def main(argv=None) -> None:
         raise ConfigError(f"cyclegan.variations {variations}: no frames in {frames_csv}")
     real_csv = Path(args.real) / "real_frames.csv"
     real = read_manifest(real_csv, all_str=True)
-    model = Path(args.model) / "generator_a2b.pt" if Path(args.model).is_dir() else Path(args.model)
+    model = Path(args.model)
+    if model.is_dir() or not model.suffix:  # a cyclegan_train model folder (weights files have a suffix)
+        model = model / "generator_a2b.pt"
     if not model.is_file():
         load_generator(model, device, param=GENERATOR_PARAM)  # DataError naming the file, param and what makes it
     model_sha256 = file_sha256(model)
