@@ -206,7 +206,8 @@ def load_torch_file(path: str | Path, *, what: str, param: str | None = None, hi
     except pickle.UnpicklingError as exc:
         found = _GLOBAL.search(str(exc))
         if found is None:
-            raise DataError(path, f"cannot read {what}{src}: corrupt or not a PyTorch file ({_reason(exc)}){tail}") from None
+            raise DataError(path, f"cannot read {what}{src}: corrupt or not a PyTorch file "
+                                  f"({_reason(exc)}){tail}") from None
         raise DataError(path, f"refused to load {what}{src}: besides tensors the file pickles a Python object "
                               f"({found.group(1)}), and unpickling that can run arbitrary code (weights-only "
                               f"loading refused it, nothing ran); save a plain state_dict instead "

@@ -89,7 +89,8 @@ def save_generator(path: str | Path, generator: torch.nn.Module) -> None:
 GENERATOR_PARAM = "cyclegan.generator"
 _BLOCK_KEY = re.compile(r"^model\.(\d+)\.body\.1\.weight$")
 _OFFICIAL_BLOCK = re.compile(r"^model\.(\d+)\.conv_block\.(\d+)\.(.+)$")
-_DROPOUT_CONV = re.compile(r"^model\.\d+\.conv_block\.6\.weight$")  # with --use_dropout: pad, conv, norm, relu, dropout, pad, conv
+# with --use_dropout a block is pad, conv, norm, relu, dropout, pad, conv, norm: its second conv is at 6
+_DROPOUT_CONV = re.compile(r"^model\.\d+\.conv_block\.6\.weight$")
 _RUNNING_STATS = (".running_mean", ".running_var", ".num_batches_tracked")
 
 
