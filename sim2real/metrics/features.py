@@ -9,8 +9,10 @@ from typing import Sequence
 import numpy as np
 
 from sim2real.errors import ConfigError
+from sim2real.safety import load_torch_file, state_dict_mismatch
 
 INCEPTION_CACHE_NAME = "inception_v3_google-0cc3c7bd.pth"  # torchvision's ImageNet Inception-v3 file
+INCEPTION_PARAM = "gap.kid.inception_weights"
 FALLBACK_NAME = "random-fallback"
 
 
@@ -76,14 +78,17 @@ def load_feature_extractor(inception_weights: str | None, seed: int, thumb_hw: t
     weights = find_inception_weights(inception_weights)
     if weights is None:
         return RandomConvFeatures(seed), FALLBACK_NAME, tuple(thumb_hw)
+    param = INCEPTION_PARAM if inception_weights else f"{INCEPTION_PARAM} is null: torch hub cache"
+    state = load_torch_file(weights, what="Inception-v3 weights", param=param,  # weights_only=True, one line
+                            hint=f"set {INCEPTION_PARAM} to torchvision's {INCEPTION_CACHE_NAME}")
     import torchvision
 
     net = torchvision.models.inception_v3(weights=None, aux_logits=True, init_weights=False)
-    state = torch.load(weights, map_location="cpu", weights_only=True)
-    try:
-        net.load_state_dict(state)
-    except RuntimeError as exc:
-        raise ConfigError(f"gap.kid.inception_weights: {weights} is not a torchvision Inception-v3 state dict ({exc})") from None
+    problem = (f"a {type(state).__name__}, not a state dict" if not isinstance(state, dict)
+               else state_dict_mismatch(net.state_dict(), state))
+    if problem is not None:
+        raise ConfigError(f"{INCEPTION_PARAM}: {weights} is not a torchvision Inception-v3 state dict ({problem})")
+    net.load_state_dict(state)
     net.fc = torch.nn.Identity()
     net.eval()
     mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
