@@ -303,7 +303,7 @@ def test_translate_stage_runs_an_official_file_like_the_project_one(tmp_path, mo
     with pytest.raises(SystemExit) as exit_:
         entrypoint(lambda: cyclegan_translate.main(args))
     err = [line for line in capsys.readouterr().err.strip().splitlines()
-           if not line.startswith("cyclegan_translate:")]  # the progress bar (SIM2REAL_NO_PROGRESS unset)
+           if line.strip() and not line.startswith("cyclegan_translate:")]  # the progress bar (SIM2REAL_NO_PROGRESS unset)
     assert exit_.value.code == 1 and len(err) == 1 and not marker.exists()
     assert err[0].startswith(f"error: {path}: refused to load generator weights (params.yaml {PARAM})")
     assert not (tmp_path / "aug/evil").exists()
