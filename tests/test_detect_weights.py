@@ -198,6 +198,7 @@ def test_a_model_yaml_cannot_run_code(configured):
     assert "\n" not in str(err.value) and not marker.exists()
 
 
+@pytest.mark.slow
 def test_replacing_the_weights_file_makes_train_stale(tmp_path):
     """dvc.yaml's train@<v> depends on train.weights_dir: a new file at the same path retrains."""
     repo = make_repo(tmp_path / "repo", {"train": {"weights": "w.pt"}})
