@@ -27,14 +27,18 @@ class Stop(Exception):
     """Raised from a trainer callback once the model is captured (no need to train)."""
 
 
-def evil_checkpoint(path: Path, marker: Path) -> Path:
-    """A torch.save zip whose unpickling would create ``marker`` (exec of a one-line program)."""
+def evil_payload(marker: Path):
+    """An object whose unpickling creates ``marker`` (exec of a one-line program)."""
     class Payload:
         def __reduce__(self):
             return (exec, (f"open({str(marker)!r}, 'w').write('pwned')",))
+    return Payload()
 
+
+def evil_checkpoint(path: Path, marker: Path) -> Path:
+    """A torch.save zip whose unpickling would create ``marker``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"model": Payload(), "train_args": {"imgsz": 64}}, path)
+    torch.save({"model": evil_payload(marker), "train_args": {"imgsz": 64}}, path)
     return path
 
 
@@ -122,6 +126,13 @@ def test_a_malicious_checkpoint_runs_nothing(configured):
     assert "\n" not in msg and str(evil) in msg and "(train.weights)" in msg and "refused" in msg
     assert "builtins.exec" in msg
     assert not marker.exists()
+    # a plain pickle (not a torch zip archive) goes through the same restricted unpickler
+    import pickle
+    plain = tmp_path / "weights" / "plain.pt"
+    plain.write_bytes(pickle.dumps({"model": evil_payload(marker)}, protocol=2))
+    with pytest.raises(ConfigError, match=r"plain.pt \(train.weights\): not a loadable") as err:
+        pretrained_weights(TrainConfig(weights="plain.pt", weights_dir=str(tmp_path / "weights")))
+    assert "\n" not in str(err.value) and not marker.exists()
     # ultralytics' own loader, as the trainer and YOLO(path) call it, is weights-only in this process too
     from ultralytics import YOLO
     with pytest.raises(Exception):

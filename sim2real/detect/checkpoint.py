@@ -75,7 +75,7 @@ def yolov5_replacement(path: str | Path) -> str:
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return re.sub(r"^ERROR\W*", "", text).strip()
+    return re.sub(r"^ERROR\s+[^\w\s/.]*\s*", "", text).strip()  # drop ultralytics' "ERROR ❌️ " prefix
 
 
 def check_checkpoint(path: str | Path, source: str) -> dict[str, Any]:
