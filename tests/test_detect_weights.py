@@ -204,7 +204,7 @@ def test_a_model_yaml_cannot_run_code(configured):
     evil = tmp_path / "yolov5n-p6-x.yaml"
     evil.write_text(f"activation: open({str(marker)!r}, 'w').write('pwned') or nn.SiLU()\n" + text)
     cfg = TrainConfig(model=str(evil), weights=None)
-    with pytest.raises(ConfigError, match=r"train.model=.*unsupported activation") as err:
+    with pytest.raises(ConfigError, match=r"train.model='[^']*': unsupported activation") as err:
         train(cfg, tmp_path / "unused.yaml", tmp_path / "run", tmp_path / "scratch")
     assert "\n" not in str(err.value) and not marker.exists()
 

@@ -73,7 +73,8 @@ def yolov5_replacement(path: str | Path) -> str:
     return f"{p.stem}u{p.suffix or '.pt'}"
 
 
-def _first_line(exc: BaseException) -> str:
+def ultralytics_message(exc: BaseException) -> str:
+    """The first line of an ultralytics exception, without its "ERROR ❌️" prefix."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return re.sub(r"^ERROR\s+[^\w\s/.]*\s*", "", text).strip()  # drop ultralytics' "ERROR ❌️ " prefix
 
@@ -118,9 +119,9 @@ def check_checkpoint(path: str | Path, source: str) -> dict[str, Any]:
                 f"{where}: refused, not loaded: the file pickles {', '.join(refused[:5])}"
                 f"{' ...' if len(refused) > 5 else ''}, outside ultralytics' model classes, which could run code "
                 "(weights-only safe load); use an ultralytics YOLO checkpoint") from None
-        raise ConfigError(f"{where}: not a loadable ultralytics checkpoint ({_first_line(exc)})") from None
+        raise ConfigError(f"{where}: not a loadable ultralytics checkpoint ({ultralytics_message(exc)})") from None
     except (RuntimeError, EOFError, ValueError, OSError) as exc:  # damaged: ultralytics raises any of these
-        raise ConfigError(f"{where}: not a loadable ultralytics checkpoint ({_first_line(exc)})") from None
+        raise ConfigError(f"{where}: not a loadable ultralytics checkpoint ({ultralytics_message(exc)})") from None
     import torch
 
     model = (ckpt.get("ema") or ckpt.get("model")) if isinstance(ckpt, dict) else None

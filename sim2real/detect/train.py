@@ -33,7 +33,7 @@ import pandas as pd
 
 from sim2real.errors import ConfigError
 from sim2real.detect import offline
-from sim2real.detect.checkpoint import check_checkpoint
+from sim2real.detect.checkpoint import check_checkpoint, ultralytics_message
 
 DROP_COLUMNS = ("time",)  # wall-clock column of results.csv: not a metric, never identical
 
@@ -181,7 +181,7 @@ def train(cfg: TrainConfig, data_yaml: Path, save_dir: Path, scratch: Path,
     try:
         model = YOLO(cfg.model, task="detect")
     except TypeError as exc:  # refused by the restricted (eval-free) yaml parser, e.g. a code 'activation'
-        raise ConfigError(f"train.model={cfg.model!r}: {str(exc).strip().splitlines()[0]}") from None
+        raise ConfigError(f"train.model={cfg.model!r}: {ultralytics_message(exc)}") from None
     for event, fn in (callbacks or {}).items():
         model.add_callback(event, fn)
     trainer = __getattr__("OfflineDetectionTrainer")
