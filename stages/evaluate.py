@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from sim2real.detect import datasets, offline
+from sim2real.detect import checkpoint, datasets, offline
 from sim2real.detect.predict import predict_kitti, val_metrics
 from sim2real.detect.train import remove_tree, scratch_dir
 from sim2real.errors import ConfigError
@@ -49,7 +49,8 @@ def evaluate(variant: str, weights: Path, val_dir: Path, out: Path, params) -> d
         raise ConfigError(f"{weights}: trained weights not found (run the train stage first)")
     scratch = scratch_dir(f"sim2real-eval-{variant}-")
     try:
-        offline.configure(scratch)
+        offline.configure(scratch)  # every ultralytics load below is weights-only
+        checkpoint.check_checkpoint(weights, "--weights")  # one clear line for an unsafe or foreign file
         from ultralytics import YOLO
 
         model = YOLO(str(weights), task="detect")

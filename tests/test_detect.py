@@ -151,10 +151,10 @@ def test_train_config_validates_params():
 
 def test_resolve_weights_local_cache_and_clear_error(tmp_path, monkeypatch):
     assert resolve_weights(None, tmp_path, False) is None
-    w = tmp_path / "w.pt"
-    w.write_bytes(b"0")
-    assert resolve_weights(str(w), tmp_path / "cache", False) == w
     (tmp_path / "cache").mkdir()
+    w = tmp_path / "cache" / "w.pt"
+    w.write_bytes(b"0")
+    assert resolve_weights(str(w), tmp_path / "cache", False) == w   # a path inside weights_dir
     (tmp_path / "cache" / "yolov5lu.pt").write_bytes(b"0")
     assert resolve_weights("yolov5lu.pt", tmp_path / "cache", False) == tmp_path / "cache" / "yolov5lu.pt"
     with pytest.raises(ConfigError, match="train.weights='yolo11x.pt'.*train.download"):
