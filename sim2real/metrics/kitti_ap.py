@@ -6,13 +6,15 @@ image boxes only), decision for decision, including its quirks:
 * Classes Car, Pedestrian, Cyclist; a match needs IoU *strictly* greater than 0.7 (Car) or
   0.5 (Pedestrian, Cyclist).
 * Difficulties are cumulative: Easy / Moderate / Hard keep ground truth with box height
-  ``>= 40 / 25 / 25`` px (the C++ devkit ignores ``height < min``; a popular Python port uses
-  ``<=``), occlusion ``<= 0 / 1 / 2`` and truncation ``<= 0.15 / 0.30 / 0.50``. Ground truth of
+  ``> 40 / 25 / 25`` px (the 2019 R40 devkit ignores ``height <= MIN_HEIGHT``, so a box exactly
+  40.00 px tall is not Easy and one exactly 25.00 px tall is not Moderate; older 2D-only copies
+  used ``<``), occlusion ``<= 0 / 1 / 2`` and truncation ``<= 0.15 / 0.30 / 0.50``. Ground truth of
   the class outside the difficulty is *ignored*: neither TP nor FN, and a detection matched to
   it is not an FP. The neighbour class is ignored the same way (Van for Car, Person_sitting for
   Pedestrian); every other class is skipped entirely (a Car detection on a Truck is an FP).
-* Detections shorter than the difficulty's min height are ignored; as in the devkit the
-  detection height is truncated to an integer first (``int32_t height = fabs(y1 - y2)``).
+* Detections shorter than the difficulty's min height are ignored (``height < min``: a detection
+  exactly 40 px tall counts at Easy); as in the devkit the detection height is truncated to an
+  integer first (``int32_t height = fabs(y1 - y2)``), the ground-truth height is not.
 * An unmatched detection whose intersection with a DontCare region exceeds the class's overlap
   threshold *of the detection's own area* is not an FP.
 * Precision is sampled at 41 recall positions by choosing score thresholds from the true
@@ -159,7 +161,7 @@ def clean_data(gt: Objects, det: Objects, cls: str, difficulty: int) -> tuple[np
         valid[gt_type == neighbour.lower()] = 0
     height = gt.box_px[:, 3] - gt.box_px[:, 1]
     outside = ((gt.occluded > MAX_OCCLUSION[difficulty]) | (gt.truncated > MAX_TRUNCATION[difficulty])
-               | (height < MIN_HEIGHT_PX[difficulty]))
+               | (height <= MIN_HEIGHT_PX[difficulty]))  # devkit 2019: height<=MIN_HEIGHT
     ignored_gt = np.full(len(gt), -1, dtype=np.int64)
     ignored_gt[(valid == 1) & ~outside] = 0
     ignored_gt[(valid == 0) | ((valid == 1) & outside)] = 1
