@@ -419,27 +419,43 @@ def evaluate(gts: Sequence[Objects], dets: Sequence[Objects],
     return out
 
 
-def read_folders(gt_dir: str | Path, det_dir: str | Path) -> tuple[list[str], list[Objects], list[Objects]]:
-    """Read every ``GT_DIR/*.txt`` and the same-named ``DET_DIR`` result file (must exist)."""
-    gt_dir, det_dir = Path(gt_dir), Path(det_dir)
+def read_ground_truth(gt_dir: str | Path) -> tuple[list[str], list[pd.DataFrame]]:
+    """Image ids (sorted ``GT_DIR/*.txt`` stems) and their label tables (all 15 fields)."""
+    gt_dir = Path(gt_dir)
     if not gt_dir.is_dir():
         raise DataError(gt_dir, "ground-truth label folder not found")
-    if not det_dir.is_dir():
-        raise DataError(det_dir, "detection result folder not found")
     ids = sorted(p.stem for p in gt_dir.glob("*.txt"))
     if not ids:
         raise DataError(gt_dir, "no *.txt label files")
-    gts, dets = [], []
+    return ids, [kitti.read_label(gt_dir / f"{image_id}.txt") for image_id in ids]
+
+
+def read_results(det_dir: str | Path, ids: Sequence[str]) -> list[pd.DataFrame]:
+    """The result file ``DET_DIR/<id>.txt`` of every id (must exist, possibly empty; 16 fields)."""
+    det_dir = Path(det_dir)
+    if not det_dir.is_dir():
+        raise DataError(det_dir, "detection result folder not found")
+    out = []
     for image_id in ids:
         det_path = det_dir / f"{image_id}.txt"
         if not det_path.is_file():
             raise DataError(det_path, "result file missing (the devkit needs one per ground-truth file; write an empty file for no detections)")
-        gts.append(Objects.from_frame(kitti.read_label(gt_dir / f"{image_id}.txt")))
         det_df = kitti.read_label(det_path)
         if len(det_df) and "score" not in det_df.columns:
             raise DataError(det_path, "result lines need a 16th field, score")
-        dets.append(Objects.from_frame(det_df))
-    return ids, gts, dets
+        out.append(det_df)
+    return out
+
+
+def read_folders(gt_dir: str | Path, det_dir: str | Path) -> tuple[list[str], list[Objects], list[Objects]]:
+    """Read every ``GT_DIR/*.txt`` and the same-named ``DET_DIR`` result file (must exist)."""
+    if not Path(gt_dir).is_dir():
+        raise DataError(gt_dir, "ground-truth label folder not found")
+    if not Path(det_dir).is_dir():
+        raise DataError(det_dir, "detection result folder not found")
+    ids, gt_dfs = read_ground_truth(gt_dir)
+    dets = [Objects.from_frame(df) for df in read_results(det_dir, ids)]
+    return ids, [Objects.from_frame(df) for df in gt_dfs], dets
 
 
 def evaluate_folders(gt_dir: str | Path, det_dir: str | Path,
