@@ -12,7 +12,7 @@ from sim2real.formats import kitti
 from sim2real.metrics import bootstrap as B
 from sim2real.metrics import distance as D
 from sim2real.metrics import kitti_ap as K
-from study_fixtures import P2, car_box, label_row
+from study_fixtures import car_box, label_row
 
 EDGES = [0, 20, 40, 60]
 
