@@ -1,10 +1,12 @@
 """Stage `report`: one self-contained ``reports/index.html`` for the reviewer.
 
-Reads, for every variant in params ``variants``: ``<metrics>/<variant>.json`` (evaluate stage: KITTI
-AP Car E/M/H, mAP50), ``<gap>/<variant>.json`` and ``<gap>/<variant>/blur_profile.csv`` (gap stage);
+Reads, for every variant in params ``variants``: ``<metrics>/<variant>.json`` (score stage: KITTI
+AP Car E/M/H, mAP50, intervals, gap closure, recall by distance), ``<gap>/<variant>.json`` and ``<gap>/<variant>/blur_profile.csv`` (gap stage);
 ``reports/dedupe.json``; ``params.yaml``; and the variant datasets' frames.csv for the image grid.
 Everything is required: a missing input is an error naming the file (the stage depends on all of
-them in dvc.yaml). Plots are matplotlib PNGs, photos JPEG thumbnails, all embedded as base64
+them in dvc.yaml). The page opens with the study's answer (:mod:`sim2real.report.study`): a sentence
+per variant, gap-closure bars, recall vs distance and the far-car line; ``<plots>/recall_by_distance.csv``
+(variant, bin, bin_start_m, value, lo, hi, n_gt) is written for ``dvc plots``. Plots are matplotlib PNGs, photos JPEG thumbnails, all embedded as base64
 ``data:`` URIs, so the page opens offline from anywhere. Params: report, variants (+ params.yaml).
 """
 from __future__ import annotations
@@ -28,6 +30,8 @@ from sim2real.formats.images import read_rgb
 from sim2real.manifest import read_manifest
 from sim2real.io import atomic_file
 from sim2real.metrics.plots import draw_blur_profile
+from sim2real.metrics.study import ci_key
+from sim2real.report import study as headline
 from sim2real.tracking import Tracker
 
 # (column title, getter over (metrics, gap), format, direction: +1 higher is better, -1 lower is better, key)
@@ -52,6 +56,7 @@ def cli(argv=None) -> argparse.Namespace:
     ap.add_argument("--dedupe", required=True, help="reports/dedupe.json")
     ap.add_argument("--real-frames", required=True, help="data/ingest/real_frames.csv (real frames for the grid)")
     ap.add_argument("--out", required=True, help="output HTML (reports/index.html)")
+    ap.add_argument("--plots", default=None, help="folder for recall_by_distance.csv (reports/plots)")
     return ap.parse_args(argv)
 
 
@@ -78,6 +83,17 @@ def resolve(value: str, base: Path) -> Path:
     return base / p if (base / p).exists() else p
 
 
+def _interval_of(m: dict, key: str) -> list | None:
+    """The bootstrap interval the score stage wrote beside a table value, if any."""
+    k = ci_key(float(m.get("bootstrap", {}).get("level", 0.95)))
+    where = {"ap_car_easy": ("kitti", "Car", f"easy_{k}"), "ap_car_moderate": ("kitti", "Car", f"moderate_{k}"),
+             "ap_car_hard": ("kitti", "Car", f"hard_{k}"), "map50": (f"mAP50_{k}",)}.get(key)
+    x = m
+    for part in where or ():
+        x = x.get(part) if isinstance(x, dict) else None
+    return x if where and isinstance(x, list) and len(x) == 2 else None
+
+
 def variant_rows(variants: dict, metrics_dir: Path, gap_dir: Path) -> list[dict]:
     """One row per variant: its table cells (value, text) and the raw inputs."""
     rows = []
@@ -85,14 +101,18 @@ def variant_rows(variants: dict, metrics_dir: Path, gap_dir: Path) -> list[dict]
         m_path, g_path = metrics_dir / f"{name}.json", gap_dir / f"{name}.json"
         m, g = read_json(m_path), read_json(g_path)
         cells = []
-        for title, get, fmt, _, _ in COLUMNS:
+        for title, get, fmt, _, key in COLUMNS:
             try:
                 v = get(m, g)
             except (KeyError, TypeError):
                 src = m_path if title.startswith(("AP", "mAP")) else g_path
                 raise DataError(src, f"missing value for report column '{title}'") from None
             v = None if v is None else float(v)
-            cells.append((v, "n/a" if v is None or not np.isfinite(v) else fmt.format(v)))
+            text = "n/a" if v is None or not np.isfinite(v) else fmt.format(v)
+            ci = _interval_of(m, key)
+            if ci is not None and v is not None:
+                text += f" [{fmt.format(ci[0])}, {fmt.format(ci[1])}]"
+            cells.append((v, text))
         rows.append({"variant": name, "cells": cells, "gap": g, "metrics": m,
                      "profile": read_report_csv(gap_dir / name / "blur_profile.csv"),
                      "spectrum": read_report_csv(gap_dir / name / "spectrum.csv")})
@@ -228,7 +248,9 @@ def _table_html(rows: list[dict]) -> str:
     best = []
     for j, (_, _, _, d, _) in enumerate(COLUMNS):
         vals = [r["cells"][j][0] for r in rows if r["cells"][j][0] is not None and np.isfinite(r["cells"][j][0])]
-        best.append(None if not vals else (max(vals) if d > 0 else min(vals)))
+        top = None if not vals else (max(vals) if d > 0 else min(vals))
+        # no "best" in a column of equal values (e.g. all zeros) or when the best is tied
+        best.append(top if vals and vals.count(top) == 1 and len(set(vals)) > 1 else None)
     body = []
     for r in rows:
         tds = "".join(f"<td class=\"{'best' if v is not None and v == best[j] else ''}\">{html.escape(t)}</td>"
@@ -264,7 +286,7 @@ def _grid_html(header: list[str], grid: list[list], width_px: int) -> str:
 
 
 def render_html(rows: list[dict], dedupe: dict, params_text: str, blur_png: str, spec_png: str,
-                grid: tuple[list[str], list[list]], width_px: int) -> str:
+                grid: tuple[list[str], list[list]], width_px: int, head: str = "") -> str:
     extractor = sorted({r["gap"].get("feature_extractor", "?") for r in rows})
     fallback = any(e == "random-fallback" for e in extractor)
     kid_note = ("KID/PAD features: " + ", ".join(html.escape(e) for e in extractor)
@@ -275,9 +297,11 @@ def render_html(rows: list[dict], dedupe: dict, params_text: str, blur_png: str,
 <html lang="en"><head><meta charset="utf-8"><title>sim2real report</title><style>{CSS}</style></head>
 <body>
 <h1>sim2real: how much of the sim-to-real gap does each augmentation close?</h1>
+{head}
 <p class="note">Detectors trained on each variant, evaluated on real KITTI val (KITTI AP|R40, devkit rules; mAP50
 is ultralytics' COCO-style metric, 0&ndash;1). Gap metrics compare each variant's training images with the real
-val images: &darr; lower is better, &uarr; higher is better; best value per column highlighted.</p>
+val images: &darr; lower is better, &uarr; higher is better; a column's single best value highlighted (none
+when the values are equal); brackets: bootstrap intervals.</p>
 <h2>Variants</h2>
 {_table_html(rows)}
 <p class="note">{kid_note}. Blur-profile distance: count-weighted mean |&Delta; median log10 sharpness| between the
@@ -298,8 +322,9 @@ variant's and real's blur-vs-box-height curves (decades). PAD: proxy A-distance 
 
 
 def build_report(params_path: Path, metrics_dir: Path, gap_dir: Path, dedupe_path: Path,
-                 real_frames_csv: Path) -> tuple[str, dict, np.ndarray | None]:
-    """Return (HTML text, headline summary {variant: {...}}, first grid row as an image or None)."""
+                 real_frames_csv: Path) -> tuple[str, dict, np.ndarray | None, pd.DataFrame]:
+    """Return (HTML text, headline summary {variant: {...}}, first grid row as an image or None,
+    the recall-by-distance table)."""
     params_text = params_path.read_text() if params_path.is_file() else None
     if params_text is None:
         raise DataError(params_path, "params file not found")
@@ -314,18 +339,26 @@ def build_report(params_path: Path, metrics_dir: Path, gap_dir: Path, dedupe_pat
     blur_png = png_data_uri(blur_figure(rows))
     spec_png = png_data_uri(spectrum_figure(rows))
     header, grid, strip = image_grid(variants, real_frames_csv, int(rep.get("grid_frames", 2)), width)
-    text = render_html(rows, dedupe, params_text, blur_png, spec_png, (header, grid), width)
+    metrics = {r["variant"]: r["metrics"] for r in rows}
+    level = headline.level_of(metrics)
+    recall = headline.recall_by_distance(metrics, level)
+    head = headline.headline_html(metrics, png_data_uri(headline.gap_figure(metrics, level)),
+                                  png_data_uri(headline.recall_figure(recall)), level)
+    text = render_html(rows, dedupe, params_text, blur_png, spec_png, (header, grid), width, head)
     summary: dict[str, Any] = {r["variant"]: {c[4]: v for c, (v, _) in zip(COLUMNS, r["cells"]) if v is not None}
                                for r in rows}
-    return text, summary, strip
+    return text, summary, strip, recall
 
 
 def main(argv=None) -> None:
     args = cli(argv)
-    text, summary, strip = build_report(Path(args.params), Path(args.metrics), Path(args.gap), Path(args.dedupe),
+    text, summary, strip, recall = build_report(Path(args.params), Path(args.metrics), Path(args.gap), Path(args.dedupe),
                                         Path(args.real_frames))
     with atomic_file(args.out) as fh:
         fh.write(text)
+    if args.plots:
+        with atomic_file(Path(args.plots) / "recall_by_distance.csv") as fh:
+            recall.to_csv(fh, index=False, float_format="%.6g")
     cfg = (yaml.safe_load(Path(args.params).read_text()) or {}).get("report") or {}
     # W&B only: the numbers shown are already DVC metrics of the evaluate and gap stages
     with Tracker("report", None, {"report": cfg}) as tr:

@@ -120,6 +120,16 @@ def test_build_real_val_keeps_kitti_labels_and_converts(tmp_path):
         assert sorted(y["cls"]) == [0, 1]                   # Car, Van; DontCare and Pedestrian dropped
     with pytest.raises(DataError, match="split == 'test'"):
         datasets.build_real_val(csv, tmp_path / "v2", ["Car"], split="test")
+    assert not (out / "calib").exists()                     # the manifest has no calib files
+    # with calib files, each val image's P2 comes along (the study's distance estimate)
+    frames = pd.read_csv(csv, dtype={"image_id": str})
+    for iid in frames["image_id"]:
+        kitti.write_calib(tmp_path / "kitti" / "calib" / f"{iid}.txt", {"P2": np.eye(3, 4) * (int(iid) + 1)})
+    frames["calib"] = [str(tmp_path / "kitti" / "calib" / f"{iid}.txt") for iid in frames["image_id"]]
+    frames.to_csv(csv, index=False)
+    datasets.build_real_val(csv, tmp_path / "v3", ["Car"])
+    for iid in table["image_id"]:
+        assert kitti.read_calib(tmp_path / "v3" / "calib" / f"{iid}.txt")["P2"][0, 0] == int(iid) + 1
 
 
 def test_ultralytics_view_keeps_caches_outside_the_dataset(tmp_path):

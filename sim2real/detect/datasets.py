@@ -223,7 +223,8 @@ def build_real_val(real_frames_csv: str | Path, out: str | Path, classes: Sequen
     """The real-KITTI evaluation set from ``real_frames.csv`` rows with ``split == split``.
 
     Writes ``images/<image_id>.png`` (hard links), ``labels/<image_id>.txt`` (YOLO, class map
-    ``classes``), ``kitti_labels/<image_id>.txt`` (original label files) and ``frames.csv``.
+    ``classes``), ``kitti_labels/<image_id>.txt`` (original label files), ``calib/<image_id>.txt``
+    (when the manifest has a ``calib`` column) and ``frames.csv``.
     """
     path = Path(real_frames_csv)
     if not path.is_file():
@@ -253,6 +254,13 @@ def build_real_val(real_frames_csv: str | Path, out: str | Path, classes: Sequen
         yolo.write_labels(out / "labels" / f"{r.image_id}.txt", ids, boxes)
         (out / "kitti_labels").mkdir(parents=True, exist_ok=True)
         shutil.copyfile(lab, out / "kitti_labels" / f"{r.image_id}.txt")
+        calib = getattr(r, "calib", None)
+        if isinstance(calib, str) and calib:  # P2 for the study's distance estimate (stage score)
+            src = resolve_path(calib, path.parent)
+            if not src.is_file():
+                raise DataError(src, f"KITTI calib file of image {r.image_id} not found")
+            (out / "calib").mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, out / "calib" / f"{r.image_id}.txt")
         rows.append({"image_id": r.image_id, "image": f"images/{r.image_id}{img.suffix.lower()}",
                      "label": f"labels/{r.image_id}.txt", "kitti_label": f"kitti_labels/{r.image_id}.txt",
                      "width": w, "height": h, "n_boxes": len(ids)})
