@@ -1,4 +1,4 @@
-"""stages.report: a self-contained HTML page from the evaluate/gap/dedupe outputs (made here), and
+"""sim2real.report.page: a self-contained HTML page from the evaluate/gap/dedupe outputs (made here), and
 the real pipeline's report opened in headless Chromium."""
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ import yaml
 
 from sim2real.errors import DataError
 from sim2real.formats.images import write_image
-from stages import report
+from sim2real.report import page as report
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 VARIANTS = {"baseline": {"data": "data/dedupe", "images": "data/demo"},
