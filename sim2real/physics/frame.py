@@ -37,6 +37,7 @@ from sim2real.physics.haze import resolve_airlight, check_visibility, koschmiede
 from sim2real.physics.layered import layered_blur, to_u8
 
 MODES = ("distance", "defocus", "none")
+DEFAULT_JPEG_QUALITY = 95  # the output JPEG's quality when camera.jpeg_quality is null (no compression effect)
 
 # (section, key, output column, integer?) — every value that may be a [low, high] range.
 # One uniform number is drawn per entry, in this order, whether the value is fixed or not,
