@@ -29,10 +29,10 @@ from sim2real.io import atomic_dir, atomic_file, write_json
 from sim2real.manifest import read_manifest
 from sim2real.parallel import SkipLog, compute_options, map_frames
 from sim2real.params import load_params, plain
-from sim2real.physics.frame import VALUE_COLUMNS, check_config, object_transmission, render, sample_values
+from sim2real.physics.frame import (DEFAULT_JPEG_QUALITY, VALUE_COLUMNS, check_config, object_transmission, render,
+                                    sample_values)
 
 BOX_COLUMNS = ["trackID", "class_id", "left", "top", "right", "bottom"]
-DEFAULT_JPEG_QUALITY = 95  # output quality when camera.jpeg_quality is null (no compression effect)
 
 
 def cli(argv=None) -> argparse.Namespace:
