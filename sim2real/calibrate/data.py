@@ -12,6 +12,7 @@ from sim2real.calibrate.fit import RealFrame, SimFrame
 from sim2real.calibrate.stats import box_distance_m
 from sim2real.errors import DataError
 from sim2real.formats.images import read_rgb
+from sim2real.formats.kitti import read_calib
 from sim2real.formats.vkitti2 import read_depth_m, read_instance_seg
 from sim2real.manifest import read_manifest
 
@@ -60,7 +61,8 @@ def real_train_ids(real_frames_csv: str | Path) -> list[str]:
 def read_real_frames(real_frames_csv: str | Path, real_boxes_csv: str | Path, classes: list[str],
                      max_frames: int | None, seed: int) -> list[RealFrame]:
     """The subsampled real **train** frames with their boxes of ``classes`` that carry a 3D
-    location (label_2 z > 0; DontCare rows have none). Val images are never opened."""
+    location (label_2 z > 0; DontCare rows have none) and the camera from calib P2 (when listed).
+    Val images are never opened."""
     frames = read_manifest(real_frames_csv, ["image_id", "split", "image"])
     train = frames[frames["split"] == TRAIN]
     if train.empty:
@@ -77,5 +79,9 @@ def read_real_frames(real_frames_csv: str | Path, real_boxes_csv: str | Path, cl
         g = by_id.get(iid)
         xyxy = np.zeros((0, 4)) if g is None else g[["left", "top", "right", "bottom"]].to_numpy(np.float64)
         z = np.zeros(0) if g is None else g["z"].to_numpy(np.float64)
-        out.append(RealFrame(iid, read_rgb(r.image), xyxy, z))
+        intrinsics = None
+        if getattr(r, "calib", ""):
+            p2 = read_calib(r.calib)["P2"]
+            intrinsics = (float(p2[0, 0]), float(p2[1, 1]), float(p2[0, 2]), float(p2[1, 2]))
+        out.append(RealFrame(iid, read_rgb(r.image), xyxy, z, intrinsics))
     return out

@@ -14,9 +14,10 @@ nearly blind to what is fitted later (see :mod:`sim2real.calibrate.stats`):
    (``scipy.optimize.brentq``) on the luminance noise σ (the gap report's ``estimate_sigma``)
    through the forward model, because lossy compression erases noise in flat regions in a way
    no closed form inverts.
-3. **Haze** (:func:`fit_haze`): the visibility that makes log contrast vs distance fall like the
-   real one (offset-free: gains and tone shift every distance alike), a 1-D grid plus
-   ``scipy.optimize.minimize_scalar`` (bounded) in log visibility.
+3. **Haze** (:func:`fit_haze`): the visibility that makes the lane's luminance vs distance
+   approach the airlight like the real one (up to an affine map: gains, tone and the airlight's
+   level act on every distance alike), a 1-D grid plus ``scipy.optimize.minimize_scalar``
+   (bounded) in log visibility.
 4. **Colour** (:func:`fit_colour`): white-balance gains, exposure and tone γ minimising the summed
    1-D Wasserstein distances of the CIE L, a, b pixel distributions (``scipy.stats``), from the
    gray-world closed form (ratio of linear-light channel means), by Nelder–Mead.
@@ -43,7 +44,8 @@ import cv2
 import numpy as np
 
 from sim2real.calibrate.stats import (binned_median, box_blur_px, box_log_contrast, estimate_jpeg_quality,
-                                      fit_poisson_gaussian, flat_patch_noise, lab_pixels, luminance, slope_of)
+                                      box_mask, fit_poisson_gaussian, flat_patch_noise, lab_pixels, luminance,
+                                      road_luminance, row_distance_m, slope_of)
 from sim2real.formats.images import encode_jpeg_roundtrip
 from sim2real.metrics.gap import box_sharpness, noise_sigma
 from sim2real.physics.camera import sensor_noise_u8
@@ -71,15 +73,33 @@ class SimFrame:
     boxes: np.ndarray
     distance_m: np.ndarray
 
+    def row_distance_m(self) -> np.ndarray:
+        """Per image row, the median depth of the non-vehicle pixels in the 5 columns around cx
+        (the ground straight ahead); NaN where there is none (sky)."""
+        cx = int(self.intrinsics[2])
+        d = self.depth_m[:, max(cx - 2, 0):cx + 3].astype(np.float64)
+        keep = np.isfinite(d) if self.instance is None else np.isfinite(d) & (self.instance[:, max(cx - 2, 0):cx + 3] == 0)
+        d = np.where(keep, d, np.nan)
+        out = np.full(d.shape[0], np.nan)
+        ok = keep.any(axis=1)
+        out[ok] = np.nanmedian(d[ok], axis=1)
+        return out
+
+    def vehicles(self) -> np.ndarray:
+        """(H, W) bool vehicle pixels (instance map), else the boxes."""
+        return self.instance > 0 if self.instance is not None else box_mask(self.depth_m.shape, self.boxes)
+
 
 @dataclass
 class RealFrame:
-    """One real frame with its labelled boxes (xyxy px) and their distances (label_2 z, m)."""
+    """One real frame with its labelled boxes (xyxy px) and their distances (label_2 z, m), and
+    its camera (fx, fy, cx, cy) from calib P2 for the ground distance of each row."""
 
     image_id: str
     image: np.ndarray
     boxes: np.ndarray
     distance_m: np.ndarray
+    intrinsics: tuple[float, float, float, float] | None = None
 
 
 @dataclass
@@ -94,6 +114,7 @@ class Settings:
     reblur_px: float = 2.0
     blur_denoise_px: float = 1.0
     max_noise_sigma: float = 12.0
+    camera_height_m: float = 1.65
     denoise_sigma_px: float = 0.5
     min_box_px: int = 8
     lab_stride: int = 16
@@ -105,7 +126,7 @@ class Settings:
                    fit=tuple(cal["fit"]), blur_grid_px=tuple(float(x) for x in cal["blur_grid_px"]),
                    visibility_grid_m=tuple(float(x) for x in cal["visibility_grid_m"]),
                    reblur_px=float(cal["reblur_px"]), blur_denoise_px=float(cal["blur_denoise_px"]),
-                   max_noise_sigma=float(cal["max_noise_sigma"]),
+                   max_noise_sigma=float(cal["max_noise_sigma"]), camera_height_m=float(cal["camera_height_m"]),
                    denoise_sigma_px=float(gap["denoise_sigma_px"]), min_box_px=int(gap["min_box_px"]),
                    lab_stride=int(cal["lab_stride"]), seed=int(seed))
 
@@ -204,6 +225,7 @@ class Stats:
     sharpness: Profile
     blur: Profile
     contrast: Profile
+    road: Profile
     noise_sigma: float
     slope: float
     noise_fit: dict
@@ -211,15 +233,40 @@ class Stats:
 
     def summary(self) -> dict:
         return {"sharpness_vs_distance": self.sharpness.as_dict(), "blur_vs_distance": self.blur.as_dict(),
-                "contrast_vs_distance": self.contrast.as_dict(), "noise_sigma_gray": round(self.noise_sigma, 5),
+                "contrast_vs_distance": self.contrast.as_dict(), "road_luminance_vs_distance": self.road.as_dict(),
+                "noise_sigma_gray": round(self.noise_sigma, 5),
                 "spectrum_slope": round(self.slope, 5), "noise_per_intensity": self.noise_fit,
                 "lab_mean": [round(float(x), 4) for x in self.lab.mean(0)],
                 "lab_std": [round(float(x), 4) for x in self.lab.std(0)]}
 
 
+def road_profile(images: Sequence[np.ndarray], rows, s: Settings) -> Profile:
+    """Median lane luminance per distance bin (:func:`road_luminance`), pooled over images;
+    ``rows`` = (row distances, (fx, cx), vehicle masks) per image (:func:`sim_rows`, :func:`real_rows`)."""
+    vals = [road_luminance(luminance(img), r, fx, cx, m) for img, r, (fx, cx), m in zip(images, *rows)]
+    return _profile(list(rows[0]), vals, s.distance_bins_m)
+
+
+def sim_rows(sim: Sequence[SimFrame]) -> tuple[list, list, list]:
+    return [f.row_distance_m() for f in sim], [(f.intrinsics[0], f.intrinsics[2]) for f in sim], [f.vehicles() for f in sim]
+
+
+def real_rows(real: Sequence[RealFrame], s: Settings) -> tuple[list, list, list]:
+    """Ground distance per row from calib P2 and ``camera_height_m``; labelled boxes left out."""
+    rows, fc, masks = [], [], []
+    for r in real:
+        h, w = r.image.shape[:2]
+        fx, fy, cx, cy = r.intrinsics if r.intrinsics is not None else (721.5377, 721.5377, w / 2.0, h / 2.0)
+        rows.append(row_distance_m(h, fy, cy, s.camera_height_m))
+        fc.append((fx, cx))
+        masks.append(box_mask((h, w), r.boxes))
+    return rows, fc, masks
+
+
 def image_set_stats(images: Sequence[np.ndarray], boxes: Sequence[np.ndarray], distances: Sequence[np.ndarray],
-                    s: Settings) -> Stats:
+                    s: Settings, rows=None) -> Stats:
     sh, bl, co, nz, sl, lv, vv, lab = [], [], [], [], [], [], [], []
+    road = road_profile(images, rows, s) if rows is not None else Profile(*(np.zeros(0),) * 3)
     for img, bx in zip(images, boxes):
         sh.append(sharpness_values(img, bx, s))
         bl.append(blur_values(img, bx, s))
@@ -239,7 +286,7 @@ def image_set_stats(images: Sequence[np.ndarray], boxes: Sequence[np.ndarray], d
         noise_fit = {"error": str(exc)}
     dist = list(distances)
     return Stats(_profile(dist, sh, s.distance_bins_m), _profile(dist, bl, s.distance_bins_m),
-                 _profile(dist, co, s.distance_bins_m), float(np.mean(nz)), float(np.mean(sl)), noise_fit,
+                 _profile(dist, co, s.distance_bins_m), road, float(np.mean(nz)), float(np.mean(sl)), noise_fit,
                  np.concatenate(lab))
 
 
@@ -324,31 +371,45 @@ def fit_noise(sim: list[SimFrame], real: Stats, params: dict, s: Settings) -> St
                       sorted(curve), note)
 
 
+def affine_residual(sim: Profile, real: Profile, min_count: int) -> float:
+    """RMS residual (weighted by counts) of the real profile after the best affine map a·sim + b
+    over bins populated on both sides (NaN with fewer than 3 bins): colour gains, tone and the
+    airlight's level act on every distance alike, haze changes the profile's shape."""
+    use = (sim.count >= min_count) & (real.count >= min_count) & np.isfinite(sim.median) & np.isfinite(real.median)
+    if use.sum() < 3:
+        return math.nan
+    x, y = sim.median[use], real.median[use]
+    w = np.minimum(sim.count[use], real.count[use]).astype(np.float64)
+    a_mat = np.stack([x, np.ones_like(x)], 1) * np.sqrt(w)[:, None]
+    coef, *_ = np.linalg.lstsq(a_mat, y * np.sqrt(w), rcond=None)
+    return float(np.sqrt(np.sum(w * (y - x * coef[0] - coef[1]) ** 2) / np.sum(w)))
+
+
 def fit_haze(sim: list[SimFrame], real: Stats, params: dict, s: Settings) -> StepResult:
-    """Visibility (m) whose log-contrast-vs-distance profile matches the real one, offset-free."""
+    """Visibility (m) whose lane-luminance-vs-distance profile matches the real one up to an
+    affine map (:func:`affine_residual`)."""
     haze = params.get("haze") or {}
     thr = float(haze.get("contrast_threshold") or 0.02)
     shot, read, q = _cam(params)
     clear = with_values(_quiet(params), haze={"visibility_m": None})
     base = _render_all(sim, clear, s.seed)
     air = [resolve_airlight(f.image, f.depth_m, haze.get("airlight", "auto")) for f in sim]
+    rows = sim_rows(sim)
     cache: dict[float, float] = {}
 
     def objective(log_v: float) -> float:
         key = round(log_v, 6)
         if key not in cache:
             vis = math.exp(log_v)
-            co = [contrast_values(finish(koschmieder_u8(img, transmission(f.depth_m, vis, f.intrinsics, None, thr), a),
-                                         shot, read, q, i), f.boxes)
-                  for i, (img, f, a) in enumerate(zip(base, sim, air))]
-            prof = _profile([f.distance_m for f in sim], co, s.distance_bins_m)
-            cache[key] = profile_distance(prof, real.contrast, s.min_bin_count, offset_free=True)
+            imgs = [finish(koschmieder_u8(img, transmission(f.depth_m, vis, f.intrinsics, None, thr), a), shot, read, q, i)
+                    for i, (img, f, a) in enumerate(zip(base, sim, air))]
+            cache[key] = affine_residual(road_profile(imgs, rows, s), real.road, s.min_bin_count)
         return cache[key]
 
     log_v, _ = _grid_then_bounded(objective, [math.log(v) for v in s.visibility_grid_m])
     curve = sorted((round(math.exp(k), 3), f) for k, f in cache.items())
     return StepResult({"haze": {"visibility_m": round(math.exp(log_v), 2)}}, curve,
-                      "offset-free weighted mean |Δ median log contrast| per distance bin")
+                      "RMS of the real lane-luminance profile after the best affine map of the synthetic one")
 
 
 def invert_profile(grid: np.ndarray, medians: np.ndarray, target: float) -> float:
@@ -364,12 +425,14 @@ def fit_blur(sim: list[SimFrame], real: Stats, params: dict, s: Settings) -> Ste
 
     shot, read, q = _cam(params)
     sharp_p = with_values(_quiet(params), blur={"sigma": 0.0})
-    base = _render_all(sim, sharp_p, s.seed)
     grid = np.asarray(s.blur_grid_px, np.float64)
     per_sigma = []
-    for sig in grid:
-        vals = [blur_values(finish(cv2.GaussianBlur(img, (0, 0), sig) if sig > 0 else img, shot, read, q, i),
-                            f.boxes, s) for i, (img, f) in enumerate(zip(base, sim))]
+    for sig in grid:  # the uniform blur goes where the optics blur goes: before haze, which cuts its halo into the sky
+        vals = []
+        for i, f in enumerate(sim):
+            img = cv2.GaussianBlur(f.image, (0, 0), sig) if sig > 0 else f.image
+            out = render(img, f.depth_m, f.instance, f.intrinsics, sharp_p, _values(sharp_p, f, s.seed), name=f.frame_id)[0]
+            vals.append(blur_values(finish(out, shot, read, q, i), f.boxes, s))
         per_sigma.append(_profile([f.distance_m for f in sim], vals, s.distance_bins_m))
     points = []
     for k in range(len(s.distance_bins_m) - 1):
@@ -381,20 +444,23 @@ def fit_blur(sim: list[SimFrame], real: Stats, params: dict, s: Settings) -> Ste
     if len(points) < 2:
         return StepResult({}, [], f"too few distance bins with >= {s.min_bin_count} boxes on both sides")
     z, sig, w = (np.array(c) for c in zip(*points))
+
+    def resid(x):  # distance_sigma_px's linear curve (far = near + span), float64 for the Jacobian
+        sigma, near, span = x
+        return np.sqrt(w) * (sigma * np.clip((z - near) / span, 0.0, 1.0) - sig)
+
     blur = params.get("blur") or {}
-    far = float(np.mean(blur.get("far_m", 70.0)))
-
-    def resid(x):  # distance_sigma_px's linear curve, in float64 for the finite-difference Jacobian
-        return np.sqrt(w) * (x[0] * np.clip((z - x[1]) / (far - x[1]), 0.0, 1.0) - sig)
-
-    x0 = [max(float(np.max(sig)), 0.1), 0.0]
-    res = least_squares(resid, x0, bounds=([0.0, 0.0], [float(grid.max()) * 3, far - 1.0]))
-    sigma, near = (float(v) for v in res.x)
+    x0 = [max(float(np.max(sig)), 0.1), 0.0, float(np.mean(blur.get("far_m", 70.0)))]
+    # soft-L1: a bin whose few synthetic objects look unlike the real ones does not drag the curve
+    res = least_squares(resid, x0, loss="soft_l1", f_scale=0.3,
+                        bounds=([0.0, 0.0, 10.0], [float(grid.max()) * 3, 30.0, 300.0]))
+    sigma, near, span = (float(v) for v in res.x)
+    far = near + span
     curve = [{"distance_m": round(a, 3), "matched_sigma_px": round(b, 4), "weight": int(c),
               "fitted_sigma_px": round(float(sigma * np.clip((a - near) / (far - near), 0.0, 1.0)), 4)}
              for a, b, c in points]
-    return StepResult({"blur": {"sigma": round(sigma, 4), "near_m": round(near, 3), "far_m": far}}, curve,
-                      f"curve through the per-bin matched sigmas (far_m held at {far} m)")
+    return StepResult({"blur": {"sigma": round(sigma, 4), "near_m": round(near, 3), "far_m": round(far, 3)}}, curve,
+                      "linear distance curve through the per-bin matched sigmas (weighted soft-L1 least squares)")
 
 
 def _w1(a: np.ndarray, b: np.ndarray) -> float:
@@ -440,7 +506,9 @@ def calibrate(sim: list[SimFrame], real: list[RealFrame], params: dict, s: Setti
     """Fit the groups in ``s.fit`` (order of :data:`GROUPS`, noise twice) starting from
     ``params`` (sections blur, haze, camera). Returns {"params": fitted values (params-shaped),
     "steps": {group: {values, curve, note}}, "real": Stats, "before": Stats, "after": Stats}."""
-    real_stats = image_set_stats([r.image for r in real], [r.boxes for r in real], [r.distance_m for r in real], s)
+    real_stats = image_set_stats([r.image for r in real], [r.boxes for r in real], [r.distance_m for r in real], s,
+                                 real_rows(real, s))
+    srows = sim_rows(sim)
     progress("real statistics")
     current = copy.deepcopy(params)
     fitted: dict = {}
@@ -464,10 +532,10 @@ def calibrate(sim: list[SimFrame], real: list[RealFrame], params: dict, s: Setti
         steps[name] = {"values": step.values, "objective_curve": step.curve, "note": step.note}
         progress(f"fit {name}")
     before = image_set_stats([forward(f, params, s.seed) for f in sim], [f.boxes for f in sim],
-                             [f.distance_m for f in sim], s)
+                             [f.distance_m for f in sim], s, srows)
     progress("statistics before")
     after = image_set_stats([forward(f, current, s.seed) for f in sim], [f.boxes for f in sim],
-                            [f.distance_m for f in sim], s)
+                            [f.distance_m for f in sim], s, srows)
     progress("statistics after")
     return {"params": fitted, "steps": steps, "real": real_stats, "before": before, "after": after}
 
@@ -480,6 +548,9 @@ def comparison(real: Stats, before: Stats, after: Stats, min_count: int) -> dict
     rows = {
         "sharpness_vs_distance": (profile_distance(before.sharpness, real.sharpness, min_count),
                                   profile_distance(after.sharpness, real.sharpness, min_count), "decades of sharpness"),
+        "road_luminance_vs_distance": (affine_residual(before.road, real.road, min_count),
+                                       affine_residual(after.road, real.road, min_count),
+                                       "gray levels, RMS after the best affine map"),
         "contrast_vs_distance": (profile_distance(before.contrast, real.contrast, min_count, True),
                                  profile_distance(after.contrast, real.contrast, min_count, True),
                                  "ln contrast, offset-free"),

@@ -9,7 +9,12 @@ what the gap stage reports.
    contrast-normalised gradient energy, px⁻²) binned by metric distance instead of box height:
    KITTI ``label_2``'s location z on the real side, the median vKITTI2 depth over the object's
    instance pixels on the synthetic side (:func:`box_distance_m`).
-2. **Contrast vs distance** (haze): :func:`box_log_contrast`, the noise-corrected log standard
+2. **Road luminance vs distance** (haze): :func:`road_luminance`, the lane ahead's median
+   luminance per image row, with the row's ground distance from the camera geometry
+   (:func:`row_distance_m`; vKITTI2's depth on the synthetic side). Koschmieder's law pulls it
+   towards the airlight as exp(−β·z), and the road is one material in every frame, so the
+   profile carries β with little dependence on scene content (cf. Hautière et al. 2006).
+   Also reported: **contrast vs distance**, :func:`box_log_contrast`, the noise-corrected log standard
    deviation of luminance inside the central part of each box. Koschmieder's law scales an
    object's contrast by t = exp(−β·d), so log contrast falls linearly with distance at slope −β;
    colour gains and tone multiply contrast at every distance alike (a constant offset).
@@ -30,6 +35,9 @@ Foi, A., Trimeche, M., Katkovnik, V., Egiazarian, K., "Practical Poissonian-Gaus
 modeling and fitting for single-image raw-data", IEEE TIP 17(10), 2008 (wavelet-detail noise
 samples on smooth level sets, then a fit of var = a·y + b over intensity).
 Koschmieder, H., "Theorie der horizontalen Sichtweite", Beitr. Phys. freien Atm. 12, 1924.
+Hautière, N., Tarel, J.-P., Lavenant, J., Aubert, D., "Automatic fog detection and estimation of
+visibility distance through use of an onboard camera", Machine Vision and Applications 17(1), 2006
+(visibility from the road's luminance profile along the image rows).
 Lawson, C. L., Hanson, R. J., "Solving Least Squares Problems", Prentice-Hall 1974
 (non-negative least squares, ``scipy.optimize.nnls``).
 Fan, Z., de Queiroz, R. L., "Identification of bitmap compression history: JPEG detection and
@@ -110,6 +118,40 @@ def box_log_contrast(gray: np.ndarray, boxes_xyxy, noise_sigma_gray: float, inne
             continue
         out[i] = 0.5 * np.log(max(float(gray[y0:y1, x0:x1].var()) - nv, 1e-6))
     return out
+
+
+def row_distance_m(height: int, fy: float, cy: float, camera_height_m: float) -> np.ndarray:
+    """Distance (m) to the flat ground seen by each image row, z = fy·h / (v + ½ − cy); NaN at and
+    above the horizon (v + ½ <= cy). (H,) float64."""
+    dv = np.arange(height, dtype=np.float64) + 0.5 - cy
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(dv > 0.5, fy * camera_height_m / dv, np.nan)
+
+
+def road_luminance(gray: np.ndarray, row_dist_m: np.ndarray, fx: float, cx: float, exclude: np.ndarray | None = None,
+                   half_width_m: float = 2.0, min_px: int = 3) -> np.ndarray:
+    """Median luminance of the lane straight ahead per image row: the pixels within ``half_width_m``
+    of the optical axis at that row's ground distance (|u − cx| <= fx·w / z), leaving out
+    ``exclude`` (H, W) bool pixels (vehicles). (H,) float64, NaN for rows without ground or with
+    fewer than ``min_px`` pixels. Koschmieder's law acts on this profile directly: the road's
+    luminance approaches the airlight as exp(−β·z)."""
+    h, w = gray.shape
+    out = np.full(h, np.nan)
+    for v in np.flatnonzero(np.isfinite(row_dist_m)):
+        half = fx * half_width_m / row_dist_m[v]
+        lo, hi = max(int(round(cx - half)), 0), min(int(round(cx + half)) + 1, w)
+        vals = gray[v, lo:hi] if exclude is None else gray[v, lo:hi][~exclude[v, lo:hi]]
+        if vals.size >= min_px:
+            out[v] = float(np.median(vals))
+    return out
+
+
+def box_mask(shape: tuple[int, int], boxes_xyxy) -> np.ndarray:
+    """(H, W) bool: inside any of the boxes."""
+    m = np.zeros(shape, bool)
+    for l, t, r, b in np.asarray(boxes_xyxy, np.float64).reshape(-1, 4):
+        m[max(int(t), 0):int(np.ceil(b)) + 1, max(int(l), 0):int(np.ceil(r)) + 1] = True
+    return m
 
 
 # ----------------------------------------------------------------------------- noise (Foi et al.)
@@ -274,5 +316,5 @@ def slope_of(gray: np.ndarray, n_bins: int = 24) -> float:
     return spectrum_slope(f, p)
 
 
-__all__ = ["box_distance_m", "binned_median", "box_log_contrast", "flat_patch_noise", "fit_poisson_gaussian",
+__all__ = ["row_distance_m", "road_luminance", "box_mask", "box_distance_m", "binned_median", "box_log_contrast", "flat_patch_noise", "fit_poisson_gaussian",
            "NoiseFit", "lab_pixels", "slope_of", "luminance", "box_blur_px", "estimate_jpeg_quality", "ijg_table"]
