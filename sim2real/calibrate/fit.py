@@ -53,11 +53,6 @@ from sim2real.physics.colour import colour_u8, srgb_to_linear
 from sim2real.physics.frame import DEFAULT_JPEG_QUALITY, render, sample_values
 from sim2real.physics.haze import koschmieder_u8, resolve_airlight, transmission
 
-FITTED_KEYS = {
-    "blur": ("sigma", "near_m", "far_m"),
-    "haze": ("visibility_m",),
-    "camera": ("shot_gain", "read_sigma", "jpeg_quality", "wb_gain_r", "wb_gain_b", "exposure_stops", "tone_gamma"),
-}
 GROUPS = ("jpeg", "noise", "haze", "colour", "blur")
 
 
@@ -319,7 +314,7 @@ def _grid_then_bounded(fun: Callable[[float], float], grid: Sequence[float]) -> 
     from scipy.optimize import minimize_scalar
 
     curve = [(float(x), float(fun(float(x)))) for x in grid]
-    k = int(np.nanargmin([f for _, f in curve]))
+    k = int(np.nanargmin([f for _, f in curve]))  # callers make sure one value is finite
     lo, hi = grid[max(k - 1, 0)], grid[min(k + 1, len(grid) - 1)]
     best_x, best_f = curve[k]
     if hi > lo:
@@ -406,7 +401,10 @@ def fit_haze(sim: list[SimFrame], real: Stats, params: dict, s: Settings) -> Ste
             cache[key] = affine_residual(road_profile(imgs, rows, s), real.road, s.min_bin_count)
         return cache[key]
 
-    log_v, _ = _grid_then_bounded(objective, [math.log(v) for v in s.visibility_grid_m])
+    grid = [math.log(v) for v in s.visibility_grid_m]
+    if all(math.isnan(objective(g)) for g in grid):
+        return StepResult({}, [], f"too few distance bins with >= {s.min_bin_count} road rows on both sides")
+    log_v, _ = _grid_then_bounded(objective, grid)
     curve = sorted((round(math.exp(k), 3), f) for k, f in cache.items())
     return StepResult({"haze": {"visibility_m": round(math.exp(log_v), 2)}}, curve,
                       "RMS of the real lane-luminance profile after the best affine map of the synthetic one")
