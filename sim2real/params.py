@@ -68,3 +68,19 @@ def plain(section: Any) -> Any:
     if isinstance(section, dict):
         return {k: plain(v) for k, v in section.items()}
     return section
+
+
+def layer(base: dict, overlay_file: str | Path, sections: tuple[str, ...]) -> dict:
+    """``base`` (plain dicts) with the keys of ``overlay_file``'s ``sections`` laid over it, key by key
+    (e.g. the calibrate stage's fitted blur/haze/camera values over params.yaml's). A section the
+    overlay lacks stays as it is; a section the overlay has beyond ``sections`` is a ConfigError."""
+    over = read_params_file(overlay_file)
+    extra = set(over) - set(sections)
+    if extra:
+        raise ConfigError(f"{overlay_file}: unexpected section(s) {sorted(extra)} (allowed: {', '.join(sections)})")
+    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in base.items()}
+    for sec, kv in over.items():
+        if not isinstance(kv, dict):
+            raise ConfigError(f"{overlay_file}: section '{sec}' must be a mapping")
+        out[sec] = {**(out.get(sec) or {}), **kv}
+    return out

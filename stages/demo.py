@@ -6,7 +6,7 @@ import argparse
 from sim2real.demo import generate
 from sim2real.cli import entrypoint
 from sim2real.io import atomic_dir
-from sim2real.params import load_params
+from sim2real.params import load_params, plain
 
 
 def cli(argv=None) -> argparse.Namespace:
@@ -22,7 +22,8 @@ def main(argv=None) -> None:
     with atomic_dir(args.out) as tmp:
         counts = generate(tmp, seed=int(d.seed), scenes=int(d.scenes), frames_per_scene=int(d.frames_per_scene),
                           variations=list(d.variations), real_frames=int(d.real_frames),
-                          real_seg_every=int(d.real_seg_every), workers=int(p.compute.workers))
+                          real_seg_every=int(d.real_seg_every), workers=int(p.compute.workers),
+                          real_camera=plain(d.get("real_camera") or {}))
     print(f"demo world written to {args.out}: {counts}")
 
 

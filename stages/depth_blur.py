@@ -4,7 +4,9 @@ Reads ``<dedupe>/frames.csv`` (RGB, depth, instance paths and intrinsics per fra
 ``<dedupe>/boxes_kept.csv``; writes the variant dataset ``<out>/images/<frame_id>.jpg``,
 ``<out>/labels/<frame_id>.txt`` (YOLO) and ``<out>/frames.csv`` (one row per frame: the input
 columns with ``image``/``label`` replaced, every drawn parameter value and the label-honesty
-counts), plus the summary ``--report`` JSON. Params: blur, haze, camera, seed, compute.workers.
+counts), plus the summary ``--report`` JSON. Params: blur, haze, camera, seed, compute.workers;
+``--overlay`` lays a params-shaped file's blur/haze/camera keys over them (stage
+depth_blur_calibrated: the calibrate stage's fitted values).
 
 Each frame's values are drawn by :func:`sim2real.physics.frame.sample_values` from a generator
 seeded by (seed, frame id), so one frame can be re-rendered alone (:func:`render_frame`).
@@ -28,11 +30,11 @@ from sim2real.formats.yolo import boxes_to_yolo, format_labels
 from sim2real.io import atomic_dir, atomic_file, write_json
 from sim2real.manifest import read_manifest
 from sim2real.parallel import SkipLog, compute_options, map_frames
-from sim2real.params import load_params, plain
-from sim2real.physics.frame import VALUE_COLUMNS, check_config, object_transmission, render, sample_values
+from sim2real.params import layer, load_params, plain
+from sim2real.physics.frame import (DEFAULT_JPEG_QUALITY, VALUE_COLUMNS, check_config, object_transmission, render,
+                                    sample_values)
 
 BOX_COLUMNS = ["trackID", "class_id", "left", "top", "right", "bottom"]
-DEFAULT_JPEG_QUALITY = 95  # output quality when camera.jpeg_quality is null (no compression effect)
 
 
 def cli(argv=None) -> argparse.Namespace:
@@ -40,6 +42,8 @@ def cli(argv=None) -> argparse.Namespace:
     ap.add_argument("--dedupe", required=True, help="dedupe output folder (frames.csv, boxes_kept.csv)")
     ap.add_argument("--out", required=True, help="variant dataset folder to write")
     ap.add_argument("--report", required=True, help="summary JSON to write")
+    ap.add_argument("--overlay", default=None, help="params file (blur/haze/camera) laid over params.yaml's, "
+                                                     "e.g. the calibrate stage's fitted values")
     return ap.parse_args(argv)
 
 
@@ -176,6 +180,8 @@ def main(argv=None) -> None:
     args = cli(argv)
     p = load_params("blur", "haze", "camera", "seed", "compute", "data")
     params = {"blur": plain(p.blur), "haze": plain(p.haze), "camera": plain(p.camera)}
+    if args.overlay:
+        params = layer(params, args.overlay, ("blur", "haze", "camera"))
     opts = compute_options(p.compute, p.data, stage="depth_blur")  # workers; Dask scheduler / resume when set
     s = run(args.dedupe, args.out, args.report, params, int(p.seed), **opts)
     print(f"depth_blur: {s['frames']} frames, kept {s['boxes_out']} of {s['boxes_in']} boxes "

@@ -15,7 +15,7 @@ import yaml
 from conftest import dvc, run
 from sim2real.formats import kitti
 
-VARIANTS = {"baseline", "depth_blur", "style", "cyclegan", "mix"}
+VARIANTS = {"baseline", "depth_blur", "style", "cyclegan", "mix", "calibrated"}
 AP_KEYS = ("easy", "moderate", "hard", "easy_R11", "moderate_R11", "hard_R11")
 
 

@@ -8,10 +8,12 @@ from sim2real.parallel import map_frames
 
 
 def generate(out: str | Path, *, seed: int, scenes: int, frames_per_scene: int, variations, real_frames: int,
-             real_seg_every: int, workers: int = 1) -> dict:
+             real_seg_every: int, workers: int = 1, real_camera: dict | None = None) -> dict:
     """Write the miniature vKITTI2 (``out/vkitti2``) and KITTI (``out/kitti``) datasets.
 
     Deterministic: the same arguments give byte-identical files whatever ``workers`` is.
+    ``real_camera`` overrides the "real" camera's hidden degradation
+    (:data:`sim2real.demo.realism.DEFAULTS`).
     Returns counts for the stage report.
     """
     out = Path(out)
@@ -24,7 +26,8 @@ def generate(out: str | Path, *, seed: int, scenes: int, frames_per_scene: int, 
         rows_by_scene[job.scene].extend(rows)
     for job in jobs:
         write_scene_textgt(vk_root, job, rows_by_scene[job.scene])
-    kitti_items = [(str(out / "kitti"), i, seed, real_seg_every) for i in range(real_frames)]
+    cam = {k: (list(v) if isinstance(v, (list, tuple)) else v) for k, v in (real_camera or {}).items()}
+    kitti_items = [(str(out / "kitti"), i, seed, real_seg_every, cam) for i in range(real_frames)]
     for _ in map_frames(render_kitti_frame, kitti_items, workers=workers, desc="demo kitti"):
         pass
     return {"scenes": scenes, "frames_per_scene": frames_per_scene, "variations": list(variations),

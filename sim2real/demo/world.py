@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sim2real.demo.realism import make_real
+from sim2real.demo.realism import DEFAULTS as REAL_CAMERA, make_real
 from sim2real.demo.render import Camera, Segment, SceneSpec, Vehicle, ray_length_m, render
 from sim2real.formats import kitti, vkitti2
 from sim2real.formats.images import write_gray, write_image
@@ -229,17 +229,22 @@ def scene_name(index: int) -> str:
 
 
 # ------------------------------------------------------------------------------------ KITTI
-def render_kitti_frame(item: tuple[str, int, int, int]) -> None:
-    """Render, degrade and write one "real" KITTI training frame with its label, calib (and semantic)."""
-    root, index, seed, seg_every = item
+def render_kitti_frame(item: tuple) -> None:
+    """Render, degrade and write one "real" KITTI training frame with its label, calib (and semantic).
+
+    ``item`` = (root, index, seed, seg_every[, real_camera]): ``real_camera`` overrides
+    :data:`sim2real.demo.realism.DEFAULTS` (the hidden camera; ``palette`` goes to the renderer).
+    """
+    root, index, seed, seg_every = item[:4]
+    cam_opts = {**REAL_CAMERA, **(item[4] if len(item) > 4 and item[4] else {})}
     rng = keyed_rng(seed, "kitti", index)
     width, height = KITTI_SIZES[int(rng.integers(len(KITTI_SIZES)))]
     cam = Camera(**KITTI_P2, width=width, height=height, height_m=1.73)
     spec = make_scene(rng, 1, n_vehicles=int(rng.integers(6, 12)), texture_seed=1000 + index, hidden_pair=False)
-    spec.palette_shift = (1.0, 0.97, 0.93)
+    spec.palette_shift = tuple(float(c) for c in cam_opts.pop("palette"))
     fr = render(spec, cam, 0)
     ray = ray_length_m(fr.depth_m, cam)
-    img = make_real(fr.rgb, fr.depth_m, ray, rng)
+    img = make_real(fr.rgb, fr.depth_m, ray, rng, **cam_opts)
     image_id = f"{index:06d}"
     paths = kitti.training_paths(root, image_id)
     write_image(paths["image"], img)

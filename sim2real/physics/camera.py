@@ -1,4 +1,5 @@
-"""Camera effects: Poisson–Gaussian sensor noise, JPEG re-compression, vignetting, ego-motion blur.
+"""Camera effects: Poisson–Gaussian sensor noise, JPEG re-compression, vignetting, lateral
+chromatic aberration, ego-motion blur.
 
 All functions take and return RGB uint8 images (H, W, 3); the ``*_u8`` cores skip the input
 checks (the stage checks once per frame).
@@ -8,6 +9,9 @@ References
 Foi, A., Trimeche, M., Katkovnik, V., Egiazarian, K., "Practical Poissonian-Gaussian noise
 modeling and fitting for single-image raw-data", IEEE TIP 17(10), 2008.
 Goldman, D. B., "Vignette and exposure calibration and compensation", IEEE TPAMI 32(12), 2010.
+Boult, T. E., Wolberg, G., "Correcting chromatic aberrations using image warping", CVPR 1992, and
+Kang, S. B., "Automatic removal of chromatic aberration from a single image", CVPR 2007
+(lateral chromatic aberration as a radial magnification of red and blue against green).
 Wallace, G. K., "The JPEG still picture compression standard", CACM 34(4), 1991.
 """
 from __future__ import annotations
@@ -122,6 +126,50 @@ def vignetting(image_u8: np.ndarray, strength: float, center=None, name: str | N
     if s > 1:
         raise ConfigError(f"{where(name)}: camera.vignetting must be in [0, 1], got {strength}")
     return vignetting_u8(image_u8, s, center)
+
+
+@functools.lru_cache(maxsize=8)
+def _radial_maps(h: int, w: int, scale: float, cx: float, cy: float) -> tuple[np.ndarray, np.ndarray]:
+    """cv2.remap maps of a magnification by ``scale`` about (cx, cy): dst(p) = src(c + (p − c) / scale)."""
+    mx = ((np.arange(w, dtype=np.float64) - cx) / scale + cx).astype(np.float32)
+    my = ((np.arange(h, dtype=np.float64) - cy) / scale + cy).astype(np.float32)
+    maps = (np.ascontiguousarray(np.broadcast_to(mx[None, :], (h, w))),
+            np.ascontiguousarray(np.broadcast_to(my[:, None], (h, w))))
+    for m in maps:
+        m.setflags(write=False)
+    return maps
+
+
+def chromatic_aberration_u8(image_u8: np.ndarray, k: float, center=None) -> np.ndarray:
+    """uint8 core of :func:`chromatic_aberration` (maps cached per size and strength)."""
+    if k == 0:
+        return image_u8.copy()
+    h, w = image_u8.shape[:2]
+    cx, cy = center if center is not None else ((w - 1) / 2.0, (h - 1) / 2.0)
+    out = image_u8.copy()
+    for c, scale in ((0, 1.0 + float(k)), (2, 1.0 - float(k))):
+        mx, my = _radial_maps(h, w, scale, float(cx), float(cy))
+        out[..., c] = cv2.remap(np.ascontiguousarray(image_u8[..., c]), mx, my, cv2.INTER_LINEAR,
+                                borderMode=cv2.BORDER_REPLICATE)
+    return out
+
+
+def chromatic_aberration(image_u8: np.ndarray, k: float, center=None, name: str | None = None) -> np.ndarray:
+    """Lateral chromatic aberration: red magnified by 1 + k and blue by 1 − k about ``center``.
+
+    The lens images longer wavelengths slightly larger (Boult & Wolberg 1992; Kang 2007), so
+    red and blue fringes grow linearly with the distance r from the principal point: a point at
+    r lands at r·(1 + k) in red and r·(1 − k) in blue, green stays. Sub-pixel, bilinear
+    (``cv2.remap``, 1/32 px interpolation steps); borders replicate. Boxes do not move (the
+    green channel, which dominates luminance, stays in place). ``center`` = (cx, cy) px, the
+    principal point (default the image centre). (H, W, 3) uint8 → uint8; k = 0 is the identity.
+    Typical lenses: |k| of 1e-4 to 2e-3 (0.1 to 1 px at the edge of a 1242 px frame).
+    """
+    check_image(image_u8, name)
+    kk = float(k)
+    if not np.isfinite(kk) or abs(kk) >= 0.5:
+        raise ConfigError(f"{where(name)}: camera.chromatic_aberration must be finite and |k| < 0.5, got {k}")
+    return chromatic_aberration_u8(image_u8, kk, center)
 
 
 def motion_blur_f32(image: np.ndarray, depth_m: np.ndarray, ego_speed_mps: float, exposure_s: float,

@@ -6,13 +6,19 @@ a generator seeded by (global seed, frame id); :func:`render` applies those valu
 randomness of its own except the noise fields, which are seeded by the drawn ``noise_seed``.
 So any frame can be replayed from its row in the per-frame CSV, alone.
 
-Order of effects: optics (distance blur or defocus, restricted to ``blur.targets``) → exposure
-(ego-motion blur) → atmosphere (Koschmieder haze) → lens fall-off (vignetting) → sensor
-(Poisson–Gaussian noise); JPEG re-compression is the stage's final JPEG write at
+Order of effects, optics → sensor → ISP: optics (distance blur or defocus, restricted to
+``blur.targets``) → exposure time (ego-motion blur) → atmosphere (Koschmieder haze) → lens
+(lateral chromatic aberration, then fall-off: vignetting) → sensor exposure and ISP colour
+(exposure in stops, white balance, tone curve: one per-channel table in linear light) →
+noise (Poisson–Gaussian) → JPEG re-compression, the stage's final JPEG write at
 ``camera.jpeg_quality``. Physically haze comes before the lens; since transmission varies
-slowly with depth and layers are depth bands, the two commute within a blur kernel. Every
-step works on 8-bit images with OpenCV (each rounds to the nearest level, < 0.5 gray level),
-which keeps the per-frame cost near the cost of decoding and encoding the frame.
+slowly with depth and layers are depth bands, the two commute within a blur kernel. Read and
+shot noise arise in the sensor, before white balance and the tone curve; ``camera.shot_gain``
+and ``camera.read_sigma`` are defined in *output* gray levels (the noise the ISP passes on,
+which is what the calibrate stage measures on processed photos, Foi et al. 2008), so the noise
+is added after the colour table, which would otherwise rescale it. Every step works on 8-bit
+images with OpenCV (each rounds to the nearest level, < 0.5 gray level), which keeps the
+per-frame cost near the cost of decoding and encoding the frame.
 """
 from __future__ import annotations
 
@@ -24,12 +30,14 @@ import numpy as np
 from sim2real.errors import ConfigError
 from sim2real.physics._checks import check_depth, check_image, check_mask, where
 from sim2real.physics.blur import CURVES, apply_targets, coc_sigma_px, distance_sigma_px, target_weight
-from sim2real.physics.camera import motion_blur_f32, sensor_noise_u8, vignetting_u8
+from sim2real.physics.camera import chromatic_aberration_u8, motion_blur_f32, sensor_noise_u8, vignetting_u8
+from sim2real.physics.colour import TEMPERATURE_RANGE_K, colour_u8, is_neutral, white_balance_gains
 from sim2real.physics.haze import resolve_airlight, check_visibility, koschmieder_u8, lowfreq_noise, transmission
 from sim2real.physics.layered import layered_blur, to_u8
 from sim2real.rng import frame_rng
 
 MODES = ("distance", "defocus", "none")
+DEFAULT_JPEG_QUALITY = 95  # the output JPEG's quality when camera.jpeg_quality is null (no compression effect)
 
 # (section, key, output column, integer?) — every value that may be a [low, high] range.
 # One uniform number is drawn per entry, in this order, whether the value is fixed or not,
@@ -50,7 +58,17 @@ RANDOM_KEYS: tuple[tuple[str, str, str, bool], ...] = (
     ("camera", "ego_speed_mps", "camera_ego_speed_mps", False),
     ("camera", "exposure_s", "camera_exposure_s", False),
 )
-VALUE_COLUMNS = tuple(col for _, _, col, _ in RANDOM_KEYS) + ("noise_seed",)
+#: effects added later: drawn after ``noise_seed``, so the draws (and outputs) of the ones above stay
+LATER_KEYS: tuple[tuple[str, str, str, bool], ...] = (
+    ("camera", "chromatic_aberration", "camera_chromatic_aberration", False),
+    ("camera", "exposure_stops", "camera_exposure_stops", False),
+    ("camera", "tone_gamma", "camera_tone_gamma", False),
+    ("camera", "wb_temperature_k", "camera_wb_temperature_k", False),
+    ("camera", "wb_gain_r", "camera_wb_gain_r", False),
+    ("camera", "wb_gain_b", "camera_wb_gain_b", False),
+)
+SIGNED_KEYS = {("camera", "exposure_stops"), ("camera", "chromatic_aberration")}  # may be negative
+VALUE_COLUMNS = tuple(col for _, _, col, _ in RANDOM_KEYS) + ("noise_seed",) + tuple(col for _, _, col, _ in LATER_KEYS)
 
 
 def _range(section: str, key: str, spec) -> tuple[float, float] | None:
@@ -79,20 +97,25 @@ def sample_values(params: Mapping, seed: int, frame_id: str) -> dict:
     """
     rng = frame_rng(seed, frame_id)
     out: dict = {}
-    for section, key, col, integer in RANDOM_KEYS:
-        u = float(rng.random())
-        sec = params.get(section) or {}
-        rng_ = _range(section, key, sec.get(key) if hasattr(sec, "get") else None)
-        if rng_ is None:
-            out[col] = None
-            continue
-        lo, hi = rng_
-        if integer:
-            out[col] = int(lo + math.floor(u * (hi - lo + 1))) if hi > lo else int(lo)
-            out[col] = min(out[col], int(hi))
-        else:
-            out[col] = lo + u * (hi - lo)
+
+    def draw(keys) -> None:
+        for section, key, col, integer in keys:
+            u = float(rng.random())
+            sec = params.get(section) or {}
+            rng_ = _range(section, key, sec.get(key) if hasattr(sec, "get") else None)
+            if rng_ is None:
+                out[col] = None
+                continue
+            lo, hi = rng_
+            if integer:
+                out[col] = int(lo + math.floor(u * (hi - lo + 1))) if hi > lo else int(lo)
+                out[col] = min(out[col], int(hi))
+            else:
+                out[col] = lo + u * (hi - lo)
+
+    draw(RANDOM_KEYS)
     out["noise_seed"] = int(rng.integers(0, 2**31 - 1))
+    draw(LATER_KEYS)
     return out
 
 
@@ -114,11 +137,22 @@ def check_config(params: Mapping) -> None:
     vis = _range("haze", "visibility_m", haze.get("visibility_m"))
     if vis is not None and vis[0] <= 0:
         raise ConfigError(f"haze.visibility_m must be > 0 (null or .inf = no haze), got {haze.get('visibility_m')!r}")
-    for section, key, _, _ in RANDOM_KEYS:
+    for section, key, _, _ in RANDOM_KEYS + LATER_KEYS:
         sec = params.get(section) or {}
         r = _range(section, key, sec.get(key))
-        if r is not None and r[0] < 0:
+        if r is not None and r[0] < 0 and (section, key) not in SIGNED_KEYS:
             raise ConfigError(f"{section}.{key} must be >= 0, got {sec.get(key)!r}")
+    for key in ("tone_gamma", "wb_gain_r", "wb_gain_b"):
+        r = _range("camera", key, cam.get(key))
+        if r is not None and r[0] <= 0:
+            raise ConfigError(f"camera.{key} must be > 0, got {cam.get(key)!r}")
+    ca = _range("camera", "chromatic_aberration", cam.get("chromatic_aberration"))
+    if ca is not None and max(abs(ca[0]), abs(ca[1])) >= 0.5:
+        raise ConfigError(f"camera.chromatic_aberration must satisfy |k| < 0.5, got {cam.get('chromatic_aberration')!r}")
+    wb_t = _range("camera", "wb_temperature_k", cam.get("wb_temperature_k"))
+    if wb_t is not None and not (TEMPERATURE_RANGE_K[0] <= wb_t[0] and wb_t[1] <= TEMPERATURE_RANGE_K[1]):
+        raise ConfigError(f"camera.wb_temperature_k must be within {TEMPERATURE_RANGE_K[0]:.0f}.."
+                          f"{TEMPERATURE_RANGE_K[1]:.0f} K (null = off), got {cam.get('wb_temperature_k')!r}")
     q = _range("camera", "jpeg_quality", cam.get("jpeg_quality"))
     if q is not None and not (1 <= q[0] and q[1] <= 100):
         raise ConfigError(f"camera.jpeg_quality must be within 1..100, got {cam.get('jpeg_quality')!r}")
@@ -189,15 +223,31 @@ def render(image_u8: np.ndarray, depth_m: np.ndarray, instance: np.ndarray | Non
         a = resolve_airlight(image_u8, depth_m, _get(haze, "airlight", "auto"), name)
         airlight = [float(v) for v in a]
         img = koschmieder_u8(img, t, a)
-    # 4. lens fall-off
+    # 4. lens: lateral chromatic aberration about the principal point, then fall-off
+    centre = None if intrinsics is None else (intrinsics[2], intrinsics[3])
+    ca = values.get("camera_chromatic_aberration") or 0.0
+    if ca != 0:
+        img = chromatic_aberration_u8(img, ca, centre)
     vig = values.get("camera_vignetting") or 0.0
     if vig > 0:
-        img = vignetting_u8(img, vig, None if intrinsics is None else (intrinsics[2], intrinsics[3]))
-    # 5. sensor: Poisson-Gaussian noise
+        img = vignetting_u8(img, vig, centre)
+    # 5. sensor exposure and ISP colour: exposure, white balance, tone curve (one table, linear light)
+    gains = colour_gains(values)
+    stops = values.get("camera_exposure_stops") or 0.0
+    gamma = values.get("camera_tone_gamma") or 1.0
+    if not is_neutral(gains, stops, gamma):
+        img = colour_u8(img, gains, stops, gamma)
+    # 6. noise in output gray levels (see the module docstring): Poisson-Gaussian
     shot, read = values.get("camera_shot_gain") or 0.0, values.get("camera_read_sigma") or 0.0
     if shot > 0 or read > 0:
         img = sensor_noise_u8(img, noise_rng, shot, read)
     return (img.copy() if img is image_u8 else img), t, airlight
+
+
+def colour_gains(values: Mapping) -> np.ndarray:
+    """The (3,) linear-light white-balance gains of drawn ``values`` (green = 1; all 1 when unset)."""
+    return white_balance_gains(values.get("camera_wb_gain_r"), values.get("camera_wb_gain_b"),
+                               values.get("camera_wb_temperature_k"))
 
 
 def object_transmission(t: np.ndarray, instance: np.ndarray | None, track_ids, boxes) -> np.ndarray:
