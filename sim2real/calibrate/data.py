@@ -3,7 +3,6 @@ instance masks) and of the real KITTI **train** split (never val: the gap and de
 are measured there)."""
 from __future__ import annotations
 
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +14,7 @@ from sim2real.formats.images import read_rgb
 from sim2real.formats.kitti import read_calib
 from sim2real.formats.vkitti2 import read_depth_m, read_instance_seg
 from sim2real.manifest import read_manifest
+from sim2real.rng import keyed_rng
 
 TRAIN = "train"
 
@@ -25,7 +25,7 @@ def subsample(ids: list[str], n_max: int | None, seed: int) -> list[str]:
     ids = sorted(ids)
     if not n_max or len(ids) <= int(n_max):
         return ids
-    rng = np.random.default_rng([int(seed), zlib.crc32(b"calibrate")])
+    rng = keyed_rng(int(seed), "calibrate")
     return sorted(ids[i] for i in rng.choice(len(ids), int(n_max), replace=False))
 
 
