@@ -23,6 +23,7 @@ from typing import Mapping
 import numpy as np
 
 from sim2real.errors import ConfigError
+from sim2real.params import MAX_SIGMA_PX, check_random
 from sim2real.physics._checks import check_depth, check_image, check_mask, where
 from sim2real.physics.blur import CURVES, apply_targets, coc_sigma_px, distance_sigma_px, target_weight
 from sim2real.physics.camera import motion_blur_f32, sensor_noise_u8, vignetting_u8
@@ -59,21 +60,8 @@ def frame_rng(seed: int, frame_id: str) -> np.random.Generator:
 
 
 def _range(section: str, key: str, spec) -> tuple[float, float] | None:
-    if spec is None:
-        return None
-    if isinstance(spec, (list, tuple)):
-        if len(spec) != 2:
-            raise ConfigError(f"{section}.{key}: expected a value or a [low, high] range, got {spec!r}")
-        lo, hi = spec
-    else:
-        lo = hi = spec
-    try:
-        lo, hi = float(lo), float(hi)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{section}.{key}: expected numbers, got {spec!r}") from None
-    if math.isnan(lo) or math.isnan(hi) or hi < lo:
-        raise ConfigError(f"{section}.{key}: range [low, high] needs low <= high, got {spec!r}")
-    return lo, hi
+    """(low, high) of an (R) value, checked by :func:`sim2real.params.check_random` (NaN, bounds, .inf)."""
+    return check_random(f"{section}.{key}", spec)
 
 
 def sample_values(params: Mapping, seed: int, frame_id: str) -> dict:
@@ -92,9 +80,10 @@ def sample_values(params: Mapping, seed: int, frame_id: str) -> dict:
             out[col] = None
             continue
         lo, hi = rng_
-        if integer:
-            out[col] = int(lo + math.floor(u * (hi - lo + 1))) if hi > lo else int(lo)
-            out[col] = min(out[col], int(hi))
+        if hi == lo:  # a fixed value (also .inf, where inf - inf would give NaN)
+            out[col] = int(lo) if integer else lo
+        elif integer:
+            out[col] = min(int(lo + math.floor(u * (hi - lo + 1))), int(hi))
         else:
             out[col] = lo + u * (hi - lo)
     out["noise_seed"] = int(rng.integers(0, 2**31 - 1))
@@ -108,7 +97,7 @@ def _get(sec: Mapping, key: str, default):
 
 def check_config(params: Mapping) -> None:
     """Validate the non-random settings early (before any frame is processed)."""
-    blur, haze, cam = params.get("blur") or {}, params.get("haze") or {}, params.get("camera") or {}
+    blur, haze = params.get("blur") or {}, params.get("haze") or {}
     mode = _get(blur, "mode", "distance")
     if mode not in MODES:
         raise ConfigError(f"blur.mode must be one of {MODES}, got {mode!r}")
@@ -116,17 +105,10 @@ def check_config(params: Mapping) -> None:
         raise ConfigError(f"blur.curve must be one of {CURVES}, got {blur.get('curve')!r}")
     if _get(blur, "targets", "all") not in ("all", "objects", "background"):
         raise ConfigError(f"blur.targets must be all | objects | background, got {blur.get('targets')!r}")
-    vis = _range("haze", "visibility_m", haze.get("visibility_m"))
-    if vis is not None and vis[0] <= 0:
-        raise ConfigError(f"haze.visibility_m must be > 0 (null or .inf = no haze), got {haze.get('visibility_m')!r}")
-    for section, key, _, _ in RANDOM_KEYS:
-        sec = params.get(section) or {}
-        r = _range(section, key, sec.get(key))
-        if r is not None and r[0] < 0:
-            raise ConfigError(f"{section}.{key} must be >= 0, got {sec.get(key)!r}")
-    q = _range("camera", "jpeg_quality", cam.get("jpeg_quality"))
-    if q is not None and not (1 <= q[0] and q[1] <= 100):
-        raise ConfigError(f"camera.jpeg_quality must be within 1..100, got {cam.get('jpeg_quality')!r}")
+    for section, key, _, _ in RANDOM_KEYS:  # NaN, bounds (sigma <= MAX_SIGMA_PX), .inf only where it means something
+        _range(section, key, (params.get(section) or {}).get(key))
+    if float(_get(blur, "max_sigma_px", 8.0)) > MAX_SIGMA_PX:
+        raise ConfigError(f"blur.max_sigma_px must be <= {MAX_SIGMA_PX:g}, got {blur.get('max_sigma_px')!r}")
     if not 0 <= float(_get(haze, "min_transmission", 0.0)) < 1:
         raise ConfigError(f"haze.min_transmission must be in [0, 1), got {haze.get('min_transmission')!r}")
 
