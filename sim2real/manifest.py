@@ -128,7 +128,7 @@ def index_vkitti2_sequence(layout: vkitti2.Layout, scene: str, variation: str, c
 
 def index_kitti(root: str | Path, val_fraction: float, seed: int,
                 fingerprints: FingerprintCache | None = None) -> tuple[pd.DataFrame, Iterator[pd.DataFrame]]:
-    """Index KITTI training images with a seeded train/val split (never overlapping, neither empty).
+    """Index KITTI training images with a seeded train/val split (never overlapping).
 
     Checks each image is whole and reads its size from the header; each file's content
     fingerprint goes to ``<column>_xxh3`` ('' for an absent optional file). The boxes come as an
@@ -140,9 +140,6 @@ def index_kitti(root: str | Path, val_fraction: float, seed: int,
         raise DataError(Path(root) / "training" / "image_2", "no PNG images found")
     order = np.random.default_rng(seed).permutation(len(ids))
     n_val = int(round(len(ids) * float(val_fraction)))
-    if not 0 < n_val < len(ids):
-        raise ConfigError(f"data.real_val_fraction {val_fraction} of {len(ids)} KITTI images leaves the "
-                          f"{'val' if n_val == 0 else 'train'} split empty")
     val = {ids[i] for i in order[:n_val]}
     rows = []
     cache = fingerprints or FingerprintCache(None)

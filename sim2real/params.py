@@ -183,8 +183,7 @@ class DataParams(Params):
     camera: Annotated[int, Field(ge=0, le=1)]
     frame_stride: Annotated[int, Field(ge=1)] = Field(description="1 = every frame")
     max_frames: Annotated[int, Field(ge=1)] | None = Field(description="frames per scene/variation; null = all")
-    real_val_fraction: Annotated[float, Field(gt=0.0, lt=1.0)] = Field(
-        description="both splits are used: val by evaluate, train by style and cyclegan")
+    real_val_fraction: Fraction01 = Field(description="share of the real KITTI frames held out for evaluation")
     real_split_seed: int
     on_error: Literal["fail", "skip"]
 
@@ -298,7 +297,7 @@ def _message(err: dict, section: str, model: Any) -> str:
     if kind == "missing":
         return f"missing key '{key}'"
     msg = err["msg"].removeprefix("Value error, ")
-    if msg[1:2].islower():
+    if msg.split(" ", 1)[0][1:].islower():  # "Input should ..." -> "input should ..."; "NaN" stays
         msg = msg[:1].lower() + msg[1:]
     if kind == "value_error" and msg.startswith(("data.", "blur.")):
         return msg  # a rule across keys names its keys itself
