@@ -224,14 +224,15 @@ def configured_roots(base: str | Path | None = None) -> list[Path]:
     """The data roots (:func:`sim2real.safety.data_roots`) of ``<base>/params.yaml`` (default: the
     working directory = repository root); just ``data/`` (and the DVC cache) when there is no
     params file or no ``data`` section."""
-    from sim2real.params import load_params
+    from sim2real.params import read_params_file
 
     base = Path(os.path.abspath(base or Path.cwd()))
     params_file = base / "params.yaml"
     data: dict = {}
     if params_file.is_file():
-        try:
-            data = dict(load_params("data", path=params_file).data or {})
+        try:  # the roots only, unvalidated: a stage that reads `data` validates the whole section itself
+            raw = read_params_file(params_file).get("data")
+            data = dict(raw) if isinstance(raw, dict) else {}
         except ConfigError:
             data = {}
     return data_roots(data, base=base)

@@ -116,7 +116,7 @@ def random_range(name: str, spec: Any, *, ge: float | None = None, gt: float | N
         raise ConfigError(f"{name}: expected whole numbers, got {spec!r}")
     for bound, ok, text in ((ge, lambda b: lo >= b, ">="), (gt, lambda b: lo > b, ">"), (le, lambda b: hi <= b, "<=")):
         if bound is not None and not ok(bound):
-            raise ConfigError(f"{name}: must be {text} {bound:g}, got {spec!r}")
+            raise ConfigError(f"{name} must be {text} {bound:g}, got {spec!r}")
     return lo, hi
 
 
@@ -150,7 +150,7 @@ def _random(name: str):
         try:
             check_random(name, value)
         except ConfigError as exc:  # pydantic reports ValueError with its location
-            raise ValueError(str(exc).split(": ", 1)[1]) from None
+            raise ValueError(str(exc).removeprefix(name).lstrip(": ")) from None
         return value
     return Annotated[Any, PlainValidator(check)]
 
