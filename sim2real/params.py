@@ -22,7 +22,7 @@ from typing import Annotated, Any, Callable, Literal
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainValidator, TypeAdapter, ValidationError, \
-    model_validator
+    ValidationInfo, model_validator
 
 from sim2real.errors import ConfigError
 
@@ -144,15 +144,18 @@ def check_random(name: str, spec: Any) -> tuple[float, float] | None:
     return random_range(name, spec, **RANDOM_RULES[name])
 
 
-def _random(name: str):
-    """Field type of an (R) key: validated by :func:`check_random`, kept as written."""
-    def check(value):
-        try:
-            check_random(name, value)
-        except ConfigError as exc:  # pydantic reports ValueError with its location
-            raise ValueError(str(exc).removeprefix(name).lstrip(": ")) from None
-        return value
-    return Annotated[Any, PlainValidator(check)]
+def _check_random_field(value: Any, info: ValidationInfo) -> Any:
+    """Field validator of an (R) key: :func:`check_random` with the section (the model's title) and field name."""
+    name = f"{info.config['title']}.{info.field_name}"
+    try:
+        check_random(name, value)
+    except ConfigError as exc:  # pydantic reports ValueError with its location
+        raise ValueError(str(exc).removeprefix(name).lstrip(": ")) from None
+    return value
+
+
+#: Field type of an ``(R)`` key: validated by :func:`check_random`, kept as written.
+RandomValue = Annotated[Any, PlainValidator(_check_random_field)]
 
 
 def _unique(what: str) -> Callable[[list], list]:
@@ -174,6 +177,8 @@ UniqueNames = Annotated[list[NonEmptyStr], Field(min_length=1), AfterValidator(_
 
 # ----------------------------------------------------------------------------- schemas
 class DataParams(Params):
+    model_config = ConfigDict(title="data")
+
     source: Literal["demo", "vkitti2"]
     demo_root: NonEmptyStr
     vkitti2_root: NonEmptyStr | None
@@ -197,6 +202,8 @@ class DataParams(Params):
 
 
 class DedupeParams(Params):
+    model_config = ConfigDict(title="dedupe")
+
     min_visible_px: Annotated[int, Field(ge=0)]
     min_height_px: Annotated[int, Field(ge=0)]
     min_width_px: Annotated[int, Field(ge=0)]
@@ -207,19 +214,21 @@ class DedupeParams(Params):
 
 
 class BlurParams(Params):
+    model_config = ConfigDict(title="blur")
+
     mode: Literal["distance", "defocus", "none"]
-    sigma: _random("blur.sigma")
-    near_m: _random("blur.near_m")
-    far_m: _random("blur.far_m")
+    sigma: RandomValue
+    near_m: RandomValue
+    far_m: RandomValue
     curve: Literal["linear", "power", "smoothstep"]
-    power: _random("blur.power")
+    power: RandomValue
     targets: Literal["all", "objects", "background"]
     feather_px: Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
     step_px: Annotated[float, Field(gt=0.0, allow_inf_nan=False)]
     max_layers: Annotated[int, Field(ge=1, le=64)]  # sim2real.physics.layered.quantise's limit
     focal_length_mm: Annotated[float, Field(gt=0.0, allow_inf_nan=False)]
-    f_number: _random("blur.f_number")
-    focus_m: _random("blur.focus_m")
+    f_number: RandomValue
+    focus_m: RandomValue
     max_sigma_px: Annotated[float, Field(gt=0.0, le=MAX_SIGMA_PX)]
 
     @model_validator(mode="after")
@@ -244,26 +253,32 @@ def _airlight(value):
 
 
 class HazeParams(Params):
+    model_config = ConfigDict(title="haze")
+
     enabled: bool
-    visibility_m: _random("haze.visibility_m")
+    visibility_m: RandomValue
     contrast_threshold: Annotated[float, Field(gt=0.0, lt=1.0)]
     airlight: Annotated[Any, PlainValidator(_airlight)]
-    heterogeneity: _random("haze.heterogeneity")
+    heterogeneity: RandomValue
     cell_px: Annotated[float, Field(gt=0.0, allow_inf_nan=False)]
     min_transmission: Annotated[float, Field(ge=0.0, lt=1.0)]
 
 
 class CameraParams(Params):
-    shot_gain: _random("camera.shot_gain")
-    read_sigma: _random("camera.read_sigma")
-    jpeg_quality: _random("camera.jpeg_quality")
-    vignetting: _random("camera.vignetting")
-    ego_speed_mps: _random("camera.ego_speed_mps")
-    exposure_s: _random("camera.exposure_s")
+    model_config = ConfigDict(title="camera")
+
+    shot_gain: RandomValue
+    read_sigma: RandomValue
+    jpeg_quality: RandomValue
+    vignetting: RandomValue
+    ego_speed_mps: RandomValue
+    exposure_s: RandomValue
     motion_samples: Annotated[int, Field(ge=1)]
 
 
 class DemoParams(Params):
+    model_config = ConfigDict(title="demo")
+
     seed: int
     scenes: Annotated[int, Field(ge=1, le=99)]  # Scene01 .. Scene99
     frames_per_scene: Annotated[int, Field(ge=1)]
