@@ -200,6 +200,7 @@ BAD_PARAMS = [
     ("data", "real_val_fraction", 1.5, "data.real_val_fraction"),
     ("data", "scenes", ["Scene01", "Scene01"], r"data.scenes: name 'Scene01' listed twice"),
     ("data", "camera", 2, "data.camera"),
+    ("data", "camera", True, "data.camera: input should be a valid integer"),  # strict types: no bool as 1
     ("data", "on_error", "ignore", "data.on_error"),
     ("data", "typo_key", 1, r"data.typo_key: unknown key"),
     ("classes", None, None, "classes"),
