@@ -11,7 +11,7 @@ export SIM2REAL_NO_PROGRESS ?= 0
 # OpenMP threads that busy-wait make torch up to 20x slower when processes share the cores
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: install repro test bench clean chromium
+.PHONY: install repro test test-fast bench clean chromium
 
 install: $(STAMP)
 
@@ -28,6 +28,12 @@ repro: $(STAMP)
 
 test: $(STAMP) chromium
 	$(BIN)/python -m pytest -q
+
+# The pure-library tests (no DVC pipeline, no training, no browser): under a minute on 2 idle cores.
+FAST_TESTS := tests/physics tests/test_physics.py tests/test_formats.py tests/test_labels.py \
+              tests/test_kitti_ap.py tests/test_parallel_io.py tests/test_dvc_deps.py tests/test_docs.py
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q $(FAST_TESTS)
 
 # The report test opens reports/index.html in headless Chromium (Debian package `chromium`).
 CHROMIUM ?= /usr/bin/chromium

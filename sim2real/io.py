@@ -113,13 +113,6 @@ def scratch_dir(stage: str, root: str | Path | None = None) -> Path:
     return path
 
 
-def clear_scratch(stage: str, root: str | Path | None = None) -> None:
-    """Remove a stage's scratch folder (finished frames kept for resuming)."""
-    path = Path(root or os.environ.get("SIM2REAL_SCRATCH") or ".") / SCRATCH_ROOT / stage
-    if path.exists():
-        shutil.rmtree(path)
-
-
 def tree_digest(path: str | Path) -> dict[str, str]:
     """``{relative path: sha256}`` of every file under ``path`` (for byte-identity checks)."""
     import hashlib

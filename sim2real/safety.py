@@ -9,6 +9,9 @@
   the repository.
 * :func:`block_network` — a context manager that refuses outgoing connections to anything but
   loopback (and UNIX sockets); the tests run the default pipeline under it.
+* :func:`load_torch_file` — the one way a user-supplied weights file is read: ``torch.load`` with
+  ``weights_only=True``; a file that would need arbitrary unpickling is refused with one line naming
+  the file and the params key, never a multi-paragraph torch message.
 
 References
 ----------
@@ -19,9 +22,10 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import os
+import re
 import socket
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 from sim2real.errors import ConfigError, DataError
 
@@ -157,3 +161,71 @@ def block_network() -> Iterator[list[str]]:
         for name, fn in orig.items():
             setattr(socket.socket, name, fn)
         socket.getaddrinfo = orig_gai
+
+
+# ----------------------------------------------------------------------------- checkpoint files
+_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
+
+
+def _reason(exc: BaseException) -> str:
+    """``Type: first sentence`` of an exception whose message may span paragraphs (torch's do)."""
+    text = str(exc)
+    if "WeightsUnpickler error:" in text:  # torch's boilerplate first, the actual reason after this
+        text = text.split("WeightsUnpickler error:", 1)[1]
+    line = next((s.strip() for s in text.splitlines() if s.strip()), "")
+    line = line.split(". ", 1)[0].rstrip(".")
+    if len(line) > 200:
+        line = line[:200].rsplit(" ", 1)[0] + " …"
+    return f"{type(exc).__name__}: {line}" if line else type(exc).__name__
+
+
+def load_torch_file(path: str | Path, *, what: str, param: str | None = None, hint: str | None = None) -> Any:
+    """``torch.load(path, map_location="cpu", weights_only=True)`` with one-line errors.
+
+    Every user-supplied weights file (CycleGAN generator, Inception-v3, VGG16, WCT2) goes through
+    here. Torch's own messages span several paragraphs; this one names the file, what it should
+    be and the params key that chose it (``param``), and says what to do (``hint``).
+
+    Raises
+    ------
+    DataError : missing; refused because the pickle references Python objects other than tensors
+        and plain containers (weights-only loading never runs them; such a file can execute code
+        when loaded the unsafe way); or not a readable PyTorch file (truncated, another format).
+    """
+    import pickle
+
+    import torch
+
+    path = Path(path)
+    src = f" (params.yaml {param})" if param else ""
+    tail = f"; {hint}" if hint else ""
+    if not path.is_file():
+        raise DataError(path, f"{what}{src} not found{tail}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = _GLOBAL.search(str(exc))
+        if found is None:
+            raise DataError(path, f"cannot read {what}{src}: corrupt or not a PyTorch file "
+                                  f"({_reason(exc)}){tail}") from None
+        raise DataError(path, f"refused to load {what}{src}: besides tensors the file pickles a Python object "
+                              f"({found.group(1)}), and unpickling that can run arbitrary code (weights-only "
+                              f"loading refused it, nothing ran); save a plain state_dict instead "
+                              f"(torch.save(model.state_dict(), path))") from None
+    except Exception as exc:  # noqa: BLE001 - RuntimeError (zip), EOFError, OSError, ValueError, ...
+        raise DataError(path, f"cannot read {what}{src}: corrupt, truncated or not a PyTorch file "
+                              f"({_reason(exc)}){tail}") from None
+
+
+def state_dict_mismatch(expected: Mapping[str, Any], given: Mapping[str, Any], show: int = 3) -> str | None:
+    """One line saying how a loaded state_dict ``given`` differs from a model's ``expected`` one
+    (missing keys, unexpected keys, shape differences; the first ``show`` of each), or None.
+
+    ``load_state_dict``'s own error lists every key over many lines; this is for messages."""
+    missing = [k for k in expected if k not in given]
+    extra = [k for k in given if k not in expected]
+    shapes = [f"{k} {tuple(getattr(given[k], 'shape', ()))} != {tuple(v.shape)}" for k, v in expected.items()
+              if k in given and tuple(getattr(given[k], "shape", ())) != tuple(v.shape)]
+    parts = [f"{label} {', '.join(keys[:show])}{f' (+{len(keys) - show} more)' if len(keys) > show else ''}"
+             for label, keys in (("missing", missing), ("unexpected", extra), ("shape", shapes)) if keys]
+    return "; ".join(parts) or None

@@ -277,6 +277,14 @@ class Tracker:
             fname = name if name.lower().endswith((".png", ".jpg", ".jpeg")) else f"{name}.png"
             self.live.log_image(fname, Image.fromarray(arr))
 
+    def run_info(self, values: Mapping[str, Any]) -> None:
+        """Wall-clock timings and run history (``seconds``, ``resumed_from``, ...): W&B summary only.
+
+        They differ between two runs of one commit, so they never go to DVCLive's ``metrics.json``
+        (a DVC metric): a reviewer's ``dvc metrics diff`` must show only real changes."""
+        if self.run is not None:
+            self.run.summary.update(flatten_metrics(values))
+
     def summary(self, values: Mapping[str, Any]) -> None:
         """Set final numbers (W&B run summary; DVCLive metrics.json), nested dicts flattened."""
         flat = flatten_metrics(values)

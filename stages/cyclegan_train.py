@@ -94,14 +94,13 @@ def main(argv=None) -> None:
         write_losses_csv(args.losses, trainer.history)
         summary = {
             "iterations": result.total_iterations,
-            "resumed_from": result.resumed_from,
-            "restarted_on_params_change": bool(result.restarted_reason),
-            "seconds": round(result.seconds, 2),
             "frames_a": len(paths_a),
             "frames_b": len(paths_b),
             "final": final_losses(trainer.history),
         }
         tracker.summary(summary)
+        tracker.run_info({"seconds": round(result.seconds, 2), "resumed_from": result.resumed_from,
+                          "restarted_on_params_change": bool(result.restarted_reason)})
     write_json(args.report, {**summary, "params_hash": phash})
     print(f"cyclegan_train: {result.total_iterations} iterations (resumed from {result.resumed_from}) "
           f"in {result.seconds:.1f} s on {len(paths_a)} synthetic / {len(paths_b)} real frames")

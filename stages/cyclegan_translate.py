@@ -1,5 +1,8 @@
-"""Stage `cyclegan_translate`: translate the chosen synthetic frames with the trained A→B generator.
+"""Stage `cyclegan_translate`: translate the chosen synthetic frames with an A→B CycleGAN generator.
 
+The generator is ``--model``: dvc.yaml passes params ``cyclegan.generator`` (default the trained
+``data/cyclegan/model/generator_a2b.pt``; or a pretrained file, this project's or an official
+``latest_net_G_A.pth``, see :func:`sim2real.cyclegan.checkpoint.generator_state_dict`).
 Params: cyclegan.variations, cyclegan.translate, compute, data.on_error. Writes the variant
 dataset ``<out>/{images,labels,frames.csv}`` (labels copied byte for byte) and a report with the
 measured domain statistics: Lab colour-histogram W1 distance and sharpness gap of raw and
@@ -32,7 +35,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from sim2real.cyclegan.checkpoint import load_generator
+from sim2real.cyclegan.checkpoint import GENERATOR_PARAM, load_generator
 from sim2real.cyclegan.stats import DomainStats, edge_correlation, lab_histogram, laplacian_log_var
 from sim2real.cyclegan.translate import check_translate_params, translate_image
 from sim2real.errors import ConfigError, DataError
@@ -48,7 +51,9 @@ def cli(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--synthetic", required=True, help="dedupe output folder (frames.csv with image, label)")
     ap.add_argument("--real", required=True, help="ingest output folder (real_frames.csv), for the domain statistics")
-    ap.add_argument("--model", required=True, help="cyclegan_train model folder (generator_a2b.pt)")
+    ap.add_argument("--model", required=True, help=f"generator weights file ({GENERATOR_PARAM}), or a "
+                                                    f"cyclegan_train model folder (a path without a suffix; "
+                                                    f"its generator_a2b.pt)")
     ap.add_argument("--out", required=True, help="variant dataset folder to write")
     ap.add_argument("--report", required=True, help="metrics JSON")
     return ap.parse_args(argv)
@@ -86,7 +91,7 @@ def cached_generator(path: str | Path, sha256: str, device: str = "cpu") -> torc
                 raise DataError(path, f"generator weights differ from the ones this run started with "
                                       f"(sha256 {actual[:12]}… != {str(sha256)[:12]}…): every worker must "
                                       f"see the same file")
-            gen = load_generator(path, device)  # DataError naming the file when missing or corrupt
+            gen = load_generator(path, device, param=GENERATOR_PARAM)  # DataError naming the file and param
             _CACHE.clear()
             _CACHE[key] = gen
             _LOADS += 1
@@ -160,11 +165,13 @@ def main(argv=None) -> None:
         raise ConfigError(f"cyclegan.variations {variations}: no frames in {frames_csv}")
     real_csv = Path(args.real) / "real_frames.csv"
     real = read_manifest(real_csv, all_str=True)
-    model = Path(args.model) / "generator_a2b.pt"
+    model = Path(args.model)
+    if model.is_dir() or not model.suffix:  # a cyclegan_train model folder (weights files have a suffix)
+        model = model / "generator_a2b.pt"
     if not model.is_file():
-        load_generator(model, device)  # DataError naming the file and the stage that makes it
+        load_generator(model, device, param=GENERATOR_PARAM)  # DataError naming the file, param and what makes it
     model_sha256 = file_sha256(model)
-    cached_generator(model, model_sha256, device)  # fail early on a corrupt file; warms the in-process cache
+    layout = cached_generator(model, model_sha256, device).layout  # fail early on a bad file; warms the cache
     opts = compute_options(p.compute, p.data, stage="cyclegan_translate")
     # local: in-process, torch already uses compute.workers threads for the convolutions (forking
     # after torch started its thread pool is unsafe); Dask: one frame per worker thread at a time
@@ -195,8 +202,9 @@ def main(argv=None) -> None:
     seconds = time.perf_counter() - t0
 
     edge = np.array([r["edge_corr"] for r in rows])
-    report = {"frames": len(rows), "mode": mode, "device": device, "seconds": round(seconds, 2),
-              "frames_per_s": round(len(rows) / seconds, 3),
+    report = {"frames": len(rows), "mode": mode, "device": device,
+              "generator": {"file": str(model), "sha256": model_sha256, "layout": layout.layout,
+                            "dropped_running_stats": layout.dropped_running_stats},
               "edge_corr": {"min": float(edge.min()), "mean": float(edge.mean())},
               **skips.report(frames_in=len(records), frames_out=len(rows))}
     for split in ("train", "val"):

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from sim2real.detect import datasets, offline
+from sim2real.detect import checkpoint, datasets, offline
 from sim2real.detect.predict import predict_kitti, val_metrics
 from sim2real.detect.train import remove_tree, scratch_dir
 from sim2real.errors import ConfigError
@@ -37,7 +37,8 @@ def cli(argv=None) -> argparse.Namespace:
     ap.add_argument("--weights", required=True, type=Path)
     ap.add_argument("--val", required=True, type=Path, help="the real-KITTI val dataset (build_dataset val)")
     ap.add_argument("--out", required=True, type=Path, help="folder for detections/")
-    ap.add_argument("--metrics", required=True, type=Path, help="metrics JSON (git-tracked)")
+    ap.add_argument("--metrics", default=None, type=Path,
+                    help="optional JSON of these numbers (the study's metrics come from stage score)")
     return ap.parse_args(argv)
 
 
@@ -49,7 +50,8 @@ def evaluate(variant: str, weights: Path, val_dir: Path, out: Path, params) -> d
         raise ConfigError(f"{weights}: trained weights not found (run the train stage first)")
     scratch = scratch_dir(f"sim2real-eval-{variant}-")
     try:
-        offline.configure(scratch)
+        offline.configure(scratch)  # every ultralytics load below is weights-only
+        checkpoint.check_checkpoint(weights, "--weights")  # one clear line for an unsafe or foreign file
         from ultralytics import YOLO
 
         model = YOLO(str(weights), task="detect")
@@ -87,7 +89,8 @@ def main(argv=None) -> None:
     p = load_params("evaluate", "classes")
     with atomic_dir(args.out) as tmp:
         metrics = evaluate(args.variant, args.weights, args.val, tmp, p)
-    write_json(args.metrics, metrics)
+    if args.metrics is not None:
+        write_json(args.metrics, metrics)
     with Tracker("evaluate", args.variant, config={"evaluate": dict(p.evaluate), "weights": str(args.weights)}) as t:
         t.summary(drop_none(metrics))
     car = metrics["kitti"].get("Car", {})

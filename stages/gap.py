@@ -20,7 +20,8 @@ from sim2real.errors import DataError
 from sim2real.formats.images import read_rgb
 from sim2real.formats.yolo import read_labels, yolo_to_boxes
 from sim2real.io import atomic_dir, write_json
-from sim2real.metrics.gap import GapSettings, ImageStats, compare_domains, image_stats, plot_blur_profile
+from sim2real.metrics.gap import GapSettings, ImageStats, compare_domains, image_stats
+from sim2real.metrics.plots import plot_blur_profile
 from sim2real.manifest import read_manifest
 from sim2real.parallel import SkipLog, compute_options, map_frames
 from sim2real.params import load_params

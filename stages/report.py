@@ -1,47 +1,25 @@
 """Stage `report`: one self-contained ``reports/index.html`` for the reviewer.
 
-Reads, for every variant in params ``variants``: ``<metrics>/<variant>.json`` (evaluate stage: KITTI
-AP Car E/M/H, mAP50), ``<gap>/<variant>.json`` and ``<gap>/<variant>/blur_profile.csv`` (gap stage);
+Reads, for every variant in params ``variants``: ``<metrics>/<variant>.json`` (score stage: KITTI
+AP Car E/M/H, mAP50, intervals, gap closure, recall by distance), ``<gap>/<variant>.json`` and ``<gap>/<variant>/blur_profile.csv`` (gap stage);
 ``reports/dedupe.json``; ``params.yaml``; and the variant datasets' frames.csv for the image grid.
 Everything is required: a missing input is an error naming the file (the stage depends on all of
-them in dvc.yaml). Plots are matplotlib PNGs, photos JPEG thumbnails, all embedded as base64
+them in dvc.yaml). The page opens with the study's answer (:mod:`sim2real.report.study`): a sentence
+per variant, gap-closure bars, recall vs distance and the far-car line; ``<plots>/recall_by_distance.csv``
+(variant, bin, bin_start_m, value, lo, hi, n_gt) is written for ``dvc plots``. Plots are matplotlib PNGs, photos JPEG thumbnails, all embedded as base64
 ``data:`` URIs, so the page opens offline from anywhere. Params: report, variants (+ params.yaml).
 """
 from __future__ import annotations
 
 import argparse
-import base64
-import html
-import io
-import json
 from pathlib import Path
-from typing import Any
 
-import cv2
-import numpy as np
-import pandas as pd
 import yaml
 
 from sim2real.cli import entrypoint
-from sim2real.errors import DataError
-from sim2real.formats.images import read_rgb
-from sim2real.manifest import read_manifest
 from sim2real.io import atomic_file
-from sim2real.metrics.gap import draw_blur_profile
+from sim2real.report.page import build_report
 from sim2real.tracking import Tracker
-
-# (column title, getter over (metrics, gap), format, direction: +1 higher is better, -1 lower is better, key)
-COLUMNS = [
-    ("AP Car Easy [%]", lambda m, g: m["kitti"]["Car"]["easy"], "{:.1f}", +1, "ap_car_easy"),
-    ("AP Car Mod. [%]", lambda m, g: m["kitti"]["Car"]["moderate"], "{:.1f}", +1, "ap_car_moderate"),
-    ("AP Car Hard [%]", lambda m, g: m["kitti"]["Car"]["hard"], "{:.1f}", +1, "ap_car_hard"),
-    ("mAP50", lambda m, g: m["mAP50"]["all"], "{:.3f}", +1, "map50"),
-    ("KID", lambda m, g: g["kid"], "{:.4f}", -1, "kid"),
-    ("PAD", lambda m, g: g["pad"], "{:.2f}", -1, "pad"),
-    ("blur-profile dist.", lambda m, g: g["blur_profile_distance"], "{:.3f}", -1, "blur_profile_distance"),
-    ("colour W1 (Lab)", lambda m, g: g["colour_w1_lab"], "{:.2f}", -1, "colour_w1_lab"),
-    ("spectrum slope Δ", lambda m, g: g["spectrum_slope_abs_diff"], "{:.2f}", -1, "spectrum_slope_abs_diff"),
-]
 
 
 def cli(argv=None) -> argparse.Namespace:
@@ -52,280 +30,19 @@ def cli(argv=None) -> argparse.Namespace:
     ap.add_argument("--dedupe", required=True, help="reports/dedupe.json")
     ap.add_argument("--real-frames", required=True, help="data/ingest/real_frames.csv (real frames for the grid)")
     ap.add_argument("--out", required=True, help="output HTML (reports/index.html)")
+    ap.add_argument("--plots", default=None, help="folder for recall_by_distance.csv (reports/plots)")
     return ap.parse_args(argv)
-
-
-# ----------------------------------------------------------------------------- inputs
-def read_json(path: str | Path) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(path, "report input not found (run the stage that writes it: dvc repro)")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise DataError(path, f"not valid JSON ({exc.msg})", line=exc.lineno) from None
-
-
-def read_report_csv(path: str | Path) -> pd.DataFrame:
-    return read_manifest(path, missing_hint="report input: run the stage that writes it, dvc repro")
-
-
-def resolve(value: str, base: Path) -> Path:
-    """A path from a frames.csv: absolute, relative to the cwd (repo root), or to the csv's folder."""
-    p = Path(value)
-    if p.is_absolute() or p.exists():
-        return p
-    return base / p if (base / p).exists() else p
-
-
-def variant_rows(variants: dict, metrics_dir: Path, gap_dir: Path) -> list[dict]:
-    """One row per variant: its table cells (value, text) and the raw inputs."""
-    rows = []
-    for name in variants:
-        m_path, g_path = metrics_dir / f"{name}.json", gap_dir / f"{name}.json"
-        m, g = read_json(m_path), read_json(g_path)
-        cells = []
-        for title, get, fmt, _, _ in COLUMNS:
-            try:
-                v = get(m, g)
-            except (KeyError, TypeError):
-                src = m_path if title.startswith(("AP", "mAP")) else g_path
-                raise DataError(src, f"missing value for report column '{title}'") from None
-            v = None if v is None else float(v)
-            cells.append((v, "n/a" if v is None or not np.isfinite(v) else fmt.format(v)))
-        rows.append({"variant": name, "cells": cells, "gap": g, "metrics": m,
-                     "profile": read_report_csv(gap_dir / name / "blur_profile.csv"),
-                     "spectrum": read_report_csv(gap_dir / name / "spectrum.csv")})
-    return rows
-
-
-# ----------------------------------------------------------------------------- images
-def png_data_uri(fig) -> str:
-    import matplotlib.pyplot as plt
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, metadata={"Software": None})
-    plt.close(fig)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def jpeg_data_uri(rgb: np.ndarray, quality: int = 85) -> str:
-    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
-    if not ok:
-        raise RuntimeError("JPEG encoding failed")
-    return "data:image/jpeg;base64," + base64.b64encode(buf.tobytes()).decode("ascii")
-
-
-def thumbnail(rgb: np.ndarray, width_px: int) -> np.ndarray:
-    h, w = rgb.shape[:2]
-    return cv2.resize(rgb, (int(width_px), max(1, round(h * width_px / w))), interpolation=cv2.INTER_AREA)
-
-
-def blur_figure(rows: list[dict]):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(7.5, 4.2))
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for i, r in enumerate(rows):
-        draw_blur_profile(ax, r["profile"], f"{r['variant']} (d={r['gap']['blur_profile_distance']:.3f})",
-                          real=(i == 0), color=colors[i % len(colors)])
-    ax.legend(fontsize=8)
-    ax.set_title("Blur vs distance: sharpness inside object boxes by box height")
-    fig.tight_layout()
-    return fig
-
-
-def spectrum_figure(rows: list[dict]):
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(7.5, 4.2))
-    for i, r in enumerate(rows):
-        s = r["spectrum"]
-        ax.plot(s["frequency_cpp"], s["sim_log10_power"], "-", label=r["variant"])
-        if i == 0:
-            ax.plot(s["frequency_cpp"], s["real_log10_power"], "--", color="black", label="real KITTI val")
-    ax.set_xscale("log")
-    ax.set_xlabel("spatial frequency [cycles/px]")
-    ax.set_ylabel("mean log10 power")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
-    ax.set_title("Radially averaged power spectrum")
-    fig.tight_layout()
-    return fig
-
-
-def _frame_lookup(index: pd.Index) -> dict[str, str]:
-    """frame id -> a variant's frame id, also for ids written ``<source>__<frame_id>`` (mixed datasets)."""
-    out = {}
-    for k in sorted(map(str, index), reverse=True):      # the first in sorted order wins
-        out[k.rsplit("__", 1)[-1]] = k
-    out.update({str(k): str(k) for k in index})
-    return out
-
-
-def image_grid(variants: dict, real_frames_csv: Path, n_frames: int,
-               width_px: int) -> tuple[list[str], list[list], np.ndarray | None]:
-    """Header and rows of the image grid: the same frame as clean sim (the baseline dataset), in
-    every other variant, and a real val frame. Cells: (data URI or None, caption). Also the first
-    row as one RGB strip (for the tracker), or None without frames."""
-    tables = {}
-    for name, spec in variants.items():
-        csv = Path(spec["data"]) / "frames.csv"
-        df = read_report_csv(csv)
-        if "frame_id" not in df.columns or "image" not in df.columns:
-            raise DataError(csv, "missing column frame_id or image")
-        images = df.set_index("frame_id")["image"]
-        tables[name] = (images, csv.parent, _frame_lookup(images.index))
-    names = list(variants)
-    base = "baseline" if "baseline" in tables else names[0]
-    others = [n for n in names if n != base]
-    ids = sorted(tables[base][0].index)
-    # frames present in the most variants first, then evenly spaced through the sequence
-    cover = {f: sum(f in tables[n][2] for n in others) for f in ids}
-    best = max(cover.values(), default=0)
-    pool = [f for f in ids if cover[f] == best]
-    picks = [pool[i] for i in np.unique(np.linspace(0, len(pool) - 1, max(1, n_frames)).round().astype(int))] if pool else []
-    real = read_report_csv(real_frames_csv)
-    real = real[real["split"] == "val"].sort_values("image_id")
-    if real.empty:
-        raise DataError(real_frames_csv, "no real val frames for the image grid")
-    header = [f"clean sim ({base})"] + others + ["real KITTI (val)"]
-    grid, strip = [], None
-    for k, fid in enumerate(picks):
-        row, thumbs = [], []
-        for n in [base] + others:
-            images, folder, lookup = tables[n]
-            key = lookup.get(fid)
-            if key is not None:
-                thumbs.append(thumbnail(read_rgb(resolve(images[key], folder)), width_px))
-                row.append((jpeg_data_uri(thumbs[-1]), f"{n}: {key}"))
-            else:
-                row.append((None, f"{n}: frame not in this variant"))
-        r = real.iloc[(k * max(1, len(real) // max(1, len(picks)))) % len(real)]
-        thumbs.append(thumbnail(read_rgb(resolve(r["image"], real_frames_csv.parent)), width_px))
-        row.append((jpeg_data_uri(thumbs[-1]), f"real: {r['image_id']}"))
-        grid.append(row)
-        if strip is None:
-            hmax = max(t.shape[0] for t in thumbs)
-            strip = np.concatenate([np.pad(t, ((0, hmax - t.shape[0]), (0, 4), (0, 0)), constant_values=255)
-                                    for t in thumbs], axis=1)
-    return header, grid, strip
-
-
-# ----------------------------------------------------------------------------- HTML
-CSS = """
-body{font-family:system-ui,Arial,sans-serif;margin:24px;color:#222;max-width:1400px}
-h1{font-size:22px}h2{font-size:18px;margin-top:28px;border-bottom:1px solid #ccc}
-table{border-collapse:collapse;font-size:13px}th,td{border:1px solid #ccc;padding:4px 8px;text-align:right}
-th{background:#f0f0f0}td.name{text-align:left;font-weight:600}td.best{background:#d8f5d0;font-weight:600}
-.grid td{text-align:center;vertical-align:top;font-size:11px}.grid img{display:block;margin:auto}
-pre{background:#f7f7f7;padding:8px;font-size:12px;overflow:auto;max-height:500px}
-.note{color:#555;font-size:13px}
-"""
-
-
-def _table_html(rows: list[dict]) -> str:
-    head = "".join(f"<th>{html.escape(t)} {'&uarr;' if d > 0 else '&darr;'}</th>" for t, _, _, d, _ in COLUMNS)
-    best = []
-    for j, (_, _, _, d, _) in enumerate(COLUMNS):
-        vals = [r["cells"][j][0] for r in rows if r["cells"][j][0] is not None and np.isfinite(r["cells"][j][0])]
-        best.append(None if not vals else (max(vals) if d > 0 else min(vals)))
-    body = []
-    for r in rows:
-        tds = "".join(f"<td class=\"{'best' if v is not None and v == best[j] else ''}\">{html.escape(t)}</td>"
-                      for j, (v, t) in enumerate(r["cells"]))
-        body.append(f"<tr><td class=\"name\">{html.escape(r['variant'])}</td>{tds}</tr>")
-    return f"<table id=\"variants\"><tr><th>variant</th>{head}</tr>{''.join(body)}</table>"
-
-
-def _dedupe_html(dedupe: dict) -> str:
-    flat = []
-
-    def walk(prefix, v):
-        if isinstance(v, dict):
-            for k, x in v.items():
-                walk(f"{prefix}.{k}" if prefix else str(k), x)
-        else:
-            flat.append((prefix, v))
-    walk("", dedupe)
-    rows = "".join(f"<tr><td class=\"name\">{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>" for k, v in flat)
-    return f"<table id=\"dedupe\"><tr><th>count</th><th>value</th></tr>{rows}</table>"
-
-
-def _grid_html(header: list[str], grid: list[list], width_px: int) -> str:
-    th = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    trs = []
-    for row in grid:
-        tds = []
-        for uri, cap in row:
-            img = f"<img src=\"{uri}\" width=\"{width_px}\" alt=\"{html.escape(cap)}\">" if uri else "<div>&mdash;</div>"
-            tds.append(f"<td>{img}{html.escape(cap)}</td>")
-        trs.append(f"<tr>{''.join(tds)}</tr>")
-    return f"<table class=\"grid\"><tr>{th}</tr>{''.join(trs)}</table>"
-
-
-def render_html(rows: list[dict], dedupe: dict, params_text: str, blur_png: str, spec_png: str,
-                grid: tuple[list[str], list[list]], width_px: int) -> str:
-    extractor = sorted({r["gap"].get("feature_extractor", "?") for r in rows})
-    fallback = any(e == "random-fallback" for e in extractor)
-    kid_note = ("KID/PAD features: " + ", ".join(html.escape(e) for e in extractor)
-                + (" &mdash; <b>random-fallback</b>: a fixed-seed random CNN (no local Inception weights); "
-                   "values are comparable between variants of this report only, not with published KID"
-                   if fallback else ""))
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>sim2real report</title><style>{CSS}</style></head>
-<body>
-<h1>sim2real: how much of the sim-to-real gap does each augmentation close?</h1>
-<p class="note">Detectors trained on each variant, evaluated on real KITTI val (KITTI AP|R40, devkit rules; mAP50
-is ultralytics' COCO-style metric, 0&ndash;1). Gap metrics compare each variant's training images with the real
-val images: &darr; lower is better, &uarr; higher is better; best value per column highlighted.</p>
-<h2>Variants</h2>
-{_table_html(rows)}
-<p class="note">{kid_note}. Blur-profile distance: count-weighted mean |&Delta; median log10 sharpness| between the
-variant's and real's blur-vs-box-height curves (decades). PAD: proxy A-distance of a linear domain classifier
-(0 = indistinguishable, 2 = separable). Colour W1: mean per-channel Wasserstein-1 distance of Lab histograms.</p>
-<h2>Blur vs distance</h2>
-<img id="blur-profile" src="{blur_png}" alt="blur vs distance curves">
-<h2>Power spectrum</h2>
-<img id="spectrum" src="{spec_png}" alt="power spectra">
-<h2>Image grid (same frame: clean sim / each variant / a real frame)</h2>
-{_grid_html(*grid, width_px)}
-<h2>Label clean-up (dedupe)</h2>
-{_dedupe_html(dedupe)}
-<h2>Parameters (params.yaml)</h2>
-<pre>{html.escape(params_text)}</pre>
-</body></html>
-"""
-
-
-def build_report(params_path: Path, metrics_dir: Path, gap_dir: Path, dedupe_path: Path,
-                 real_frames_csv: Path) -> tuple[str, dict, np.ndarray | None]:
-    """Return (HTML text, headline summary {variant: {...}}, first grid row as an image or None)."""
-    params_text = params_path.read_text() if params_path.is_file() else None
-    if params_text is None:
-        raise DataError(params_path, "params file not found")
-    params = yaml.safe_load(params_text) or {}
-    variants = params.get("variants")
-    if not isinstance(variants, dict) or not variants:
-        raise DataError(params_path, "no 'variants' mapping")
-    rep = params.get("report") or {}
-    width = int(rep.get("thumb_width_px", 414))
-    rows = variant_rows(variants, metrics_dir, gap_dir)
-    dedupe = read_json(dedupe_path)
-    blur_png = png_data_uri(blur_figure(rows))
-    spec_png = png_data_uri(spectrum_figure(rows))
-    header, grid, strip = image_grid(variants, real_frames_csv, int(rep.get("grid_frames", 2)), width)
-    text = render_html(rows, dedupe, params_text, blur_png, spec_png, (header, grid), width)
-    summary: dict[str, Any] = {r["variant"]: {c[4]: v for c, (v, _) in zip(COLUMNS, r["cells"]) if v is not None}
-                               for r in rows}
-    return text, summary, strip
 
 
 def main(argv=None) -> None:
     args = cli(argv)
-    text, summary, strip = build_report(Path(args.params), Path(args.metrics), Path(args.gap), Path(args.dedupe),
+    text, summary, strip, recall = build_report(Path(args.params), Path(args.metrics), Path(args.gap), Path(args.dedupe),
                                         Path(args.real_frames))
     with atomic_file(args.out) as fh:
         fh.write(text)
+    if args.plots:
+        with atomic_file(Path(args.plots) / "recall_by_distance.csv") as fh:
+            recall.to_csv(fh, index=False, float_format="%.6g")
     cfg = (yaml.safe_load(Path(args.params).read_text()) or {}).get("report") or {}
     # W&B only: the numbers shown are already DVC metrics of the evaluate and gap stages
     with Tracker("report", None, {"report": cfg}) as tr:

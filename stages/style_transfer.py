@@ -19,8 +19,8 @@ rerun the stages downstream); wall-clock times go to ``--timing`` (a CSV outside
 output: frame_id, batch, seconds) and to the tracker (also the stage's total).
 Tracking (:class:`sim2real.tracking.Tracker`): W&B offline by default, DVCLive in ``--live``;
 per batch (step = batch index) ``batch/content_loss``, ``batch/style_loss``, ``batch/steps``,
-``batch/frames``, ``batch/seconds_per_frame``, then the grid image and the report (+
-``stage_seconds``, ``mean_seconds_per_frame``) as the run summary.
+``batch/frames``, then the grid image and the report as the run summary; ``stage_seconds`` and
+``mean_seconds_per_frame`` go to the W&B summary only (``Tracker.run_info``), never to DVCLive.
 Params: style, seed, compute.device, compute.workers (``compute.scheduler`` / ``batch_size`` /
 ``max_in_flight`` / ``resume`` change how the frames are spread, not the bytes).
 """
@@ -30,7 +30,6 @@ import argparse
 import os
 import shutil
 import time
-import zlib
 from pathlib import Path
 
 import cv2
@@ -46,6 +45,7 @@ from sim2real.manifest import read_manifest
 from sim2real.parallel import compute_options, is_distributed, map_frames
 from sim2real.params import load_params, plain
 from sim2real.tracking import Tracker
+from sim2real.rng import frame_rng
 
 METHODS = ("photoreal", "nst", "wct2")
 CSV_COLUMNS = ["frame_id", "image", "label", "style_image_id", "method", "steps", "content_loss", "style_loss",
@@ -117,10 +117,6 @@ def colour_histogram(rgb_u8: np.ndarray, bins: int = HIST_BINS) -> np.ndarray:
 
 def _hist_item(item: dict) -> np.ndarray:
     return colour_histogram(read_rgb(item["image"]))
-
-
-def frame_rng(seed: int, frame_id: str) -> np.random.Generator:
-    return np.random.default_rng([int(seed), zlib.crc32(frame_id.encode())])
 
 
 def pair_styles(frames: list[dict], pool: list[dict], pairing: str, seed: int, workers: int = 1) -> list[int]:
@@ -216,17 +212,15 @@ def stylize_nst(contents, styles, style_cfg: dict, seed: int, device: str, inits
     return to_u8(out), res.content_loss.tolist(), res.style_loss.tolist(), res.steps
 
 
-def stylize_wct2(contents, styles, style_cfg: dict, device: str):
-    from sim2real.style.nst import to_tensor, to_u8
-    from sim2real.style.wct2 import load_wct2
+def stylize_wct2(contents, styles, style_cfg: dict, device: str, c_labs=None, s_labs=None):
+    """(outputs, regions per frame) of one WCT2 forward pass over same-size frames."""
+    from sim2real.style.wct2 import WCT2Options, stylize_frames
+    from sim2real.style.wct2_checkpoints import load_wct2
     key = ("wct2", str(style_cfg.get("wct2_checkpoints")), device)
     if key not in _MODELS:
         _MODELS[key] = load_wct2(style_cfg.get("wct2_checkpoints")).to(device)
         _MODEL_LOADS[key] = _MODEL_LOADS.get(key, 0) + 1
-    h, w = contents[0].shape[:2]
-    styles = [s if s.shape == contents[0].shape else cv2.resize(s, (w, h), interpolation=cv2.INTER_AREA)
-              for s in styles]
-    return to_u8(_MODELS[key].stylize(to_tensor(contents, device), to_tensor(styles, device)))
+    return stylize_frames(_MODELS[key], contents, styles, c_labs, s_labs, WCT2Options.from_params(style_cfg), device)
 
 
 def model_loads() -> dict:
@@ -273,13 +267,15 @@ def process_batch(batch: dict, *, style_cfg: dict, seed: int, device: str, threa
                              for i in idx]
                 res, lc, ls, steps = stylize_nst(cs, ss, style_cfg, seed, device, inits=inits)
             else:  # wct2: one forward pass, no optimisation losses
-                res, steps = stylize_wct2(cs, ss, style_cfg, device), 0
+                (res, regions), steps = stylize_wct2(cs, ss, style_cfg, device, [pairs[i][2] for i in idx],
+                                                     [pairs[i][3] for i in idx]), 0
                 lc = ls = [float("nan")] * len(idx)
             sec = (time.perf_counter() - t) / len(idx)
             for j, i in enumerate(idx):
                 outs[i] = res[j]
                 closs = lc[j] if method == "nst" else float(np.mean((res[j].astype(np.float64) - cs[j]) ** 2) / 255.0 ** 2)
-                rows_extra[i] = dict(steps=steps, content_loss=closs, style_loss=ls[j], regions="global", seconds=sec)
+                rows_extra[i] = dict(steps=steps, content_loss=closs, style_loss=ls[j],
+                                     regions=regions[j] if method == "wct2" else "global", seconds=sec)
     rows = []
     for it, o, extra in zip(items, outs, rows_extra):
         fid = it["frame_id"]
@@ -369,8 +365,10 @@ def run(dedupe_dir, real_dir, out_dir, report, style_cfg: dict, seed: int, devic
     uses_vgg = method == "nst" or (grid is not None and int(style_cfg.get("grid_frames", 1)) > 0)
     source = vgg_source(style_cfg, seed) if uses_vgg else None
     if method == "wct2":
-        from sim2real.style.wct2 import load_wct2
-        load_wct2(style_cfg.get("wct2_checkpoints"))  # the clear error, before any work
+        from sim2real.style.wct2 import WCT2Options
+        from sim2real.style.wct2_checkpoints import load_wct2
+        WCT2Options.from_params(style_cfg)
+        load_wct2(style_cfg.get("wct2_checkpoints"))  # the clear errors, before any work
     frames = read_content_frames(dedupe_dir)
     pool = read_style_pool(real_dir, bool(style_cfg.get("semantic_only", False)))
     distributed = is_distributed(scheduler)
@@ -404,7 +402,7 @@ def run(dedupe_dir, real_dir, out_dir, report, style_cfg: dict, seed: int, devic
                 times.append(dict(frame_id=r["frame_id"], batch=k, seconds=float(r.pop("seconds"))))
             rows.extend(batch_rows)
             if tracker is not None:
-                tracker.log({"batch": batch_metrics(batch_rows, times[-len(batch_rows):])}, step=k)
+                tracker.log({"batch": batch_metrics(batch_rows)}, step=k)
         table = pd.DataFrame(rows, columns=CSV_COLUMNS)
         with atomic_file(tmp / "frames.csv") as fh:
             table.to_csv(fh, index=False, float_format="%.6g")
@@ -425,18 +423,19 @@ def run(dedupe_dir, real_dir, out_dir, report, style_cfg: dict, seed: int, devic
         with atomic_file(timing) as fh:
             tt.to_csv(fh, index=False, float_format="%.4f")
     if tracker is not None:
-        tracker.summary({**summary, "stage_seconds": stage_seconds,
-                         "mean_seconds_per_frame": float(np.mean([t["seconds"] for t in times])) if times else None})
+        tracker.summary(summary)
+        tracker.run_info({"stage_seconds": stage_seconds,
+                          "mean_seconds_per_frame": float(np.mean([t["seconds"] for t in times])) if times else None})
     return summary
 
 
-def batch_metrics(rows: list[dict], times: list[dict]) -> dict:
-    """Per-batch numbers for the tracker: mean losses and steps, frames, seconds per frame."""
+def batch_metrics(rows: list[dict]) -> dict:
+    """Per-batch numbers for the tracker: mean losses and steps, frames (no wall-clock time)."""
     def mean(key):
         v = [float(r[key]) for r in rows if r.get(key) is not None and np.isfinite(float(r[key]))]
         return float(np.mean(v)) if v else None
     return {"content_loss": mean("content_loss"), "style_loss": mean("style_loss"), "steps": mean("steps"),
-            "frames": len(rows), "seconds_per_frame": float(np.mean([t["seconds"] for t in times])) if times else None}
+            "frames": len(rows)}
 
 
 def summarise(table: pd.DataFrame, style_cfg: dict, source: str | None, device: str, pool: list[dict]) -> dict:

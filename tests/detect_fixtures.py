@@ -75,3 +75,33 @@ def make_real(root: Path, n: int = 6, seed: int = 1) -> Path:
     csv = root / "real_frames.csv"
     pd.DataFrame(rows).to_csv(csv, index=False)
     return csv
+
+
+def make_official_checkpoint(path: Path, model_yaml: str = "yolov5n-p6.yaml", nc: int = 80, seed: int = 0) -> Path:
+    """A stand-in for an ultralytics release asset (``yolov5n6u.pt``): random weights, official layout.
+
+    Built the way ultralytics writes its files: a training checkpoint (``ema`` = the model,
+    ``train_args``, metrics) run through ultralytics' own ``strip_optimizer``, which gives the
+    release layout (``{"model": <DetectionModel, fp16>, "ema": None, "optimizer": None,
+    "train_args": {...}, "date", "version", ...}``). Every float tensor is drawn at random so that
+    no value equals a freshly initialised model's. Call ``offline.configure`` first.
+    """
+    import torch
+    from ultralytics.nn.tasks import DetectionModel
+    from ultralytics.utils.torch_utils import strip_optimizer
+
+    model = DetectionModel(model_yaml, nc=nc, verbose=False)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, t in model.state_dict().items():
+            if t.is_floating_point():
+                r = torch.randn(t.shape, generator=gen) * 0.05
+                t.copy_(r.abs() + 0.5 if name.endswith("running_var") else r)
+    model.names = {i: f"class{i}" for i in range(nc)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"epoch": 299, "best_fitness": 0.5, "model": None, "ema": model, "updates": 1000,
+                "optimizer": None,
+                "train_args": {"model": model_yaml, "data": "coco.yaml", "imgsz": 1280, "epochs": 300},
+                "train_metrics": {"metrics/mAP50(B)": 0.5}}, path)
+    strip_optimizer(path)
+    return path

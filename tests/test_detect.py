@@ -120,6 +120,16 @@ def test_build_real_val_keeps_kitti_labels_and_converts(tmp_path):
         assert sorted(y["cls"]) == [0, 1]                   # Car, Van; DontCare and Pedestrian dropped
     with pytest.raises(DataError, match="split == 'test'"):
         datasets.build_real_val(csv, tmp_path / "v2", ["Car"], split="test")
+    assert not (out / "calib").exists()                     # the manifest has no calib files
+    # with calib files, each val image's P2 comes along (the study's distance estimate)
+    frames = pd.read_csv(csv, dtype={"image_id": str})
+    for iid in frames["image_id"]:
+        kitti.write_calib(tmp_path / "kitti" / "calib" / f"{iid}.txt", {"P2": np.eye(3, 4) * (int(iid) + 1)})
+    frames["calib"] = [str(tmp_path / "kitti" / "calib" / f"{iid}.txt") for iid in frames["image_id"]]
+    frames.to_csv(csv, index=False)
+    datasets.build_real_val(csv, tmp_path / "v3", ["Car"])
+    for iid in table["image_id"]:
+        assert kitti.read_calib(tmp_path / "v3" / "calib" / f"{iid}.txt")["P2"][0, 0] == int(iid) + 1
 
 
 def test_ultralytics_view_keeps_caches_outside_the_dataset(tmp_path):
@@ -151,10 +161,10 @@ def test_train_config_validates_params():
 
 def test_resolve_weights_local_cache_and_clear_error(tmp_path, monkeypatch):
     assert resolve_weights(None, tmp_path, False) is None
-    w = tmp_path / "w.pt"
-    w.write_bytes(b"0")
-    assert resolve_weights(str(w), tmp_path / "cache", False) == w
     (tmp_path / "cache").mkdir()
+    w = tmp_path / "cache" / "w.pt"
+    w.write_bytes(b"0")
+    assert resolve_weights(str(w), tmp_path / "cache", False) == w   # a path inside weights_dir
     (tmp_path / "cache" / "yolov5lu.pt").write_bytes(b"0")
     assert resolve_weights("yolov5lu.pt", tmp_path / "cache", False) == tmp_path / "cache" / "yolov5lu.pt"
     with pytest.raises(ConfigError, match="train.weights='yolo11x.pt'.*train.download"):

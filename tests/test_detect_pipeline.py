@@ -24,11 +24,11 @@ def _params(repo):
 
 
 def _moderate_cars(label_dir) -> int:
-    """Independent count of Car boxes the devkit counts at Moderate (h >= 25, occ <= 1, trunc <= 0.3)."""
+    """Independent count of Car boxes the devkit counts at Moderate (h > 25, occ <= 1, trunc <= 0.3; the 2019 devkit ignores h <= 25)."""
     n = 0
     for f in label_dir.glob("*.txt"):
         df = kitti.read_label(f)
-        n += int(((df["type"] == "Car") & (df["bottom"] - df["top"] >= 25) & (df["occluded"] <= 1)
+        n += int(((df["type"] == "Car") & (df["bottom"] - df["top"] > 25) & (df["occluded"] <= 1)
                   & (df["truncated"] <= 0.3)).sum())
     return n
 

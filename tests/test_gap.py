@@ -7,7 +7,7 @@ import pytest
 
 from sim2real.errors import ConfigError, DataError
 from sim2real.formats.images import encode_jpeg_roundtrip
-from sim2real.metrics import gap
+from sim2real.metrics import colour, features, gap, pad, plots, sharpness, spectrum
 
 
 def textured(seed: int = 0, h: int = 120, w: int = 160) -> np.ndarray:
@@ -34,7 +34,7 @@ BOX = np.array([[20, 20, 140, 100]], np.float64)
 
 
 def log_s(rgb, **kw):
-    return float(np.log10(gap.box_sharpness(rgb, BOX, **kw)[0]))
+    return float(np.log10(sharpness.box_sharpness(rgb, BOX, **kw)[0]))
 
 
 # ----------------------------------------------------------------------------- sharpness
@@ -59,21 +59,21 @@ def test_sharpness_falls_with_blur_and_ignores_contrast_haze_and_noise():
 def test_sharpness_small_boxes_clipping_and_bad_input():
     img = textured()
     boxes = np.array([[0, 0, 5, 5], [-30, -30, 60, 60], [155, 100, 400, 300], [150, 110, 400, 300]], np.float64)
-    s = gap.box_sharpness(img, boxes, min_size_px=8)
+    s = sharpness.box_sharpness(img, boxes, min_size_px=8)
     # too small; clipped to 60x60; clipped to 5 px wide; clipped to 10x10
     assert np.isnan(s[0]) and np.isfinite(s[1]) and np.isnan(s[2]) and np.isfinite(s[3])
     flat = np.full((64, 64, 3), 128, np.uint8)
-    assert np.isnan(gap.box_sharpness(flat, np.array([[0, 0, 64, 64]]), noise_sigma_gray=0)[0])
+    assert np.isnan(sharpness.box_sharpness(flat, np.array([[0, 0, 64, 64]]), noise_sigma_gray=0)[0])
     with pytest.raises(DataError, match="RGB uint8"):
-        gap.box_sharpness(img.astype(np.float32), BOX)
+        sharpness.box_sharpness(img.astype(np.float32), BOX)
     with pytest.raises(ConfigError, match="denoise_sigma_px"):
-        gap.box_sharpness(img, BOX, denoise_sigma_px=-1)
+        sharpness.box_sharpness(img, BOX, denoise_sigma_px=-1)
 
 
 def test_noise_gain_matches_measured_noise():
-    gv, gg = gap.noise_gain(0.5)
+    gv, gg = sharpness.noise_gain(0.5)
     n = np.random.default_rng(5).normal(0, 3.0, (256, 256)).astype(np.float32)
-    smooth, energy = gap._filtered(n, 0.5)
+    smooth, energy = sharpness._filtered(n, 0.5)
     assert smooth[8:-8, 8:-8].var() == pytest.approx(gv * 9.0, rel=0.05)
     assert energy[8:-8, 8:-8].mean() == pytest.approx(gg * 9.0, rel=0.05)
 
@@ -82,81 +82,81 @@ def test_noise_gain_matches_measured_noise():
 def test_blur_profile_bins_and_distance():
     h = np.array([12, 15, 30, 35, 40, 80, 90, np.nan, 500])
     s = np.array([1.0, 1.0, 0.1, 0.1, np.nan, 0.01, 0.01, 1.0, 1.0])
-    prof = gap.blur_profile(h, s, [10, 25, 50, 100])
+    prof = sharpness.blur_profile(h, s, [10, 25, 50, 100])
     assert prof["n"].tolist() == [2, 2, 2]
     assert prof["median_log10_sharpness"].tolist() == pytest.approx([0.0, -1.0, -2.0])
     other = prof.copy()
     other["median_log10_sharpness"] = other["median_log10_sharpness"] + np.array([0.3, -0.3, 0.0])
-    assert gap.profile_distance(prof, prof, 2) == (0.0, 3)
-    d, used = gap.profile_distance(prof, other, 2)
+    assert sharpness.profile_distance(prof, prof, 2) == (0.0, 3)
+    d, used = sharpness.profile_distance(prof, other, 2)
     assert used == 3 and d == pytest.approx(0.2)
     with pytest.raises(ValueError, match="no height bin"):
-        gap.profile_distance(prof, other, 5)
+        sharpness.profile_distance(prof, other, 5)
     with pytest.raises(ConfigError, match="height_bins_px"):
-        gap.blur_profile(h, s, [10, 5])
+        sharpness.blur_profile(h, s, [10, 5])
 
 
 # ----------------------------------------------------------------------------- colour, spectrum, noise
 def test_lab_wasserstein_measures_a_shift():
     a = np.zeros(64); a[10] = 5
     b = np.zeros(64); b[13] = 2
-    assert gap.wasserstein_1d_hist(a, b, (0.0, 64.0)) == pytest.approx(3.0)
+    assert colour.wasserstein_1d_hist(a, b, (0.0, 64.0)) == pytest.approx(3.0)
     img = textured()
     warm = np.clip(img.astype(np.int32) + np.array([20, 0, -20]), 0, 255).astype(np.uint8)
-    ha, hb = gap.lab_histograms(img), gap.lab_histograms(warm)
+    ha, hb = colour.lab_histograms(img), colour.lab_histograms(warm)
     assert ha.shape == (3, 64) and ha[0].sum() == (120 // 2) * (160 // 2)
-    w = [gap.wasserstein_1d_hist(ha[c], hb[c], gap.LAB_RANGES[c]) for c in range(3)]
-    assert w[2] > 5 and gap.wasserstein_1d_hist(ha[2], ha[2], gap.LAB_RANGES[2]) == 0.0
+    w = [colour.wasserstein_1d_hist(ha[c], hb[c], colour.LAB_RANGES[c]) for c in range(3)]
+    assert w[2] > 5 and colour.wasserstein_1d_hist(ha[2], ha[2], colour.LAB_RANGES[2]) == 0.0
 
 
 def test_spectrum_slope_and_noise_sigma():
     rng = np.random.default_rng(0)
     white = rng.normal(0, 10, (256, 256))
-    f, p = gap.radial_power_spectrum(white)
-    assert abs(gap.spectrum_slope(f, p)) < 0.3                      # white noise: flat
+    f, p = spectrum.radial_power_spectrum(white)
+    assert abs(spectrum.spectrum_slope(f, p)) < 0.3                      # white noise: flat
     fy, fx = np.meshgrid(np.fft.fftfreq(256), np.fft.fftfreq(256), indexing="ij")
     r = np.sqrt(fx ** 2 + fy ** 2); r[0, 0] = 1
     pink = np.real(np.fft.ifft2(np.fft.fft2(white) / r))             # amplitude 1/f -> power 1/f^2
-    f, p = gap.radial_power_spectrum(pink)
-    assert gap.spectrum_slope(f, p) == pytest.approx(-2.0, abs=0.3)
+    f, p = spectrum.radial_power_spectrum(pink)
+    assert spectrum.spectrum_slope(f, p) == pytest.approx(-2.0, abs=0.3)
     img = textured(h=256, w=256)
-    f, p0 = gap.radial_power_spectrum(gap.luminance(img))
-    _, p1 = gap.radial_power_spectrum(gap.luminance(blur(img, 2.0)))
-    assert gap.spectrum_slope(f, p1) < gap.spectrum_slope(f, p0) - 0.5   # blur steepens
+    f, p0 = spectrum.radial_power_spectrum(sharpness.luminance(img))
+    _, p1 = spectrum.radial_power_spectrum(sharpness.luminance(blur(img, 2.0)))
+    assert spectrum.spectrum_slope(f, p1) < spectrum.spectrum_slope(f, p0) - 0.5   # blur steepens
     flat = np.full((128, 128, 3), 120, np.uint8)
     lum_sigma = 5.0 * np.sqrt(0.299 ** 2 + 0.587 ** 2 + 0.114 ** 2)   # independent RGB noise -> luminance
-    assert gap.noise_sigma(add_noise(flat, 5.0)) == pytest.approx(lum_sigma, rel=0.1)
-    assert gap.noise_sigma(flat) < 0.1
+    assert spectrum.noise_sigma(add_noise(flat, 5.0)) == pytest.approx(lum_sigma, rel=0.1)
+    assert spectrum.noise_sigma(flat) < 0.1
 
 
 # ----------------------------------------------------------------------------- features, KID, PAD
 def test_random_fallback_extractor_is_deterministic_and_inception_never_downloads(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     thumbs = [textured(i, 64, 96) for i in range(3)]
-    m1, name, hw = gap.load_feature_extractor(None, seed=3, thumb_hw=(64, 96))
-    m2, _, _ = gap.load_feature_extractor(None, seed=3, thumb_hw=(64, 96))
-    m3, _, _ = gap.load_feature_extractor(None, seed=4, thumb_hw=(64, 96))
-    f1, f2, f3 = (gap.extract_features(m, thumbs) for m in (m1, m2, m3))
-    assert name == gap.FALLBACK_NAME and hw == (64, 96) and f1.shape == (3, 240)
+    m1, name, hw = features.load_feature_extractor(None, seed=3, thumb_hw=(64, 96))
+    m2, _, _ = features.load_feature_extractor(None, seed=3, thumb_hw=(64, 96))
+    m3, _, _ = features.load_feature_extractor(None, seed=4, thumb_hw=(64, 96))
+    f1, f2, f3 = (features.extract_features(m, thumbs) for m in (m1, m2, m3))
+    assert name == features.FALLBACK_NAME and hw == (64, 96) and f1.shape == (3, 240)
     assert np.array_equal(f1, f2) and not np.allclose(f1, f3)
     with pytest.raises(ConfigError, match="gap.kid.inception_weights"):
-        gap.load_feature_extractor(str(tmp_path / "missing.pth"), seed=0, thumb_hw=(64, 96))
-    assert gap.find_inception_weights(None) is None                   # empty cache: fallback, no download
+        features.load_feature_extractor(str(tmp_path / "missing.pth"), seed=0, thumb_hw=(64, 96))
+    assert features.find_inception_weights(None) is None                   # empty cache: fallback, no download
 
 
 def test_kid_fid_and_pad_separate_shifted_distributions():
     rng = np.random.default_rng(0)
     a, b = rng.normal(0, 1, (40, 8)), rng.normal(0, 1, (40, 8))
     c = rng.normal(1.5, 1, (40, 8))
-    same = gap.kid_fid(a, b, subset_size=100, subsets=20, seed=0)
-    diff = gap.kid_fid(a, c, subset_size=100, subsets=20, seed=0)
+    same = features.kid_fid(a, b, subset_size=100, subsets=20, seed=0)
+    diff = features.kid_fid(a, c, subset_size=100, subsets=20, seed=0)
     assert same["kid_subset_size"] == 40                              # capped at N
     assert diff["kid"] > 10 * max(same["kid"], 1e-3) and diff["fid"] > same["fid"]
-    assert gap.kid_fid(a, c, subset_size=10, subsets=5, seed=1) == gap.kid_fid(a, c, subset_size=10, subsets=5, seed=1)
-    small = gap.kid_fid(a[:5], c[:5], subset_size=50, subsets=5, seed=0)
+    assert features.kid_fid(a, c, subset_size=10, subsets=5, seed=1) == features.kid_fid(a, c, subset_size=10, subsets=5, seed=1)
+    small = features.kid_fid(a[:5], c[:5], subset_size=50, subsets=5, seed=0)
     assert "fid" not in small and "FID needs" in small["fid_skipped"] and np.isfinite(small["kid"])
-    sep = gap.proxy_a_distance(a, c + 3, folds=5, seed=0)
-    mixed = gap.proxy_a_distance(a, b, folds=5, seed=0)
+    sep = pad.proxy_a_distance(a, c + 3, folds=5, seed=0)
+    mixed = pad.proxy_a_distance(a, b, folds=5, seed=0)
     assert sep["pad"] == 2.0 and sep["pad_error"] == 0.0
     assert mixed["pad"] < 1.0
 
@@ -189,13 +189,13 @@ def test_compare_domains_prefers_distance_blur_when_real_is_blurrier_far_away():
     r_sharp, curves = gap.compare_domains(sharp, real, s)
     r_blur, _ = gap.compare_domains(blurred, real, s)
     assert r_blur["blur_profile_distance"] < 0.5 * r_sharp["blur_profile_distance"]
-    assert r_sharp["feature_extractor"] == gap.FALLBACK_NAME
+    assert r_sharp["feature_extractor"] == features.FALLBACK_NAME
     for r in (r_sharp, r_blur):
         for k in ("blur_profile_distance", "kid", "pad", "colour_w1_lab", "spectrum_slope_abs_diff"):
             assert np.isfinite(r[k])
     prof = curves["blur_profile"]
     assert list(prof.columns[:2]) == ["height_px", "height_lo_px"] and prof["real_n"].sum() == 8 * 6
-    rgb = gap.plot_blur_profile(prof, "sharp")
+    rgb = plots.plot_blur_profile(prof, "sharp")
     assert rgb.dtype == np.uint8 and rgb.ndim == 3 and rgb.std() > 5
 
 
@@ -206,16 +206,16 @@ def test_local_inception_weights_are_used_and_named(tmp_path, monkeypatch):
     import torchvision
     torch.manual_seed(0)
     net = torchvision.models.inception_v3(weights=None, aux_logits=True, init_weights=False)
-    path = tmp_path / "torch" / "hub" / "checkpoints" / gap.INCEPTION_CACHE_NAME
+    path = tmp_path / "torch" / "hub" / "checkpoints" / features.INCEPTION_CACHE_NAME
     path.parent.mkdir(parents=True)
     torch.save(net.state_dict(), path)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    assert gap.find_inception_weights(None) == path          # found in the cache, by name
-    module, name, hw = gap.load_feature_extractor(str(path), seed=0, thumb_hw=(64, 96))
-    assert name == f"inception-v3-torchvision:{gap.INCEPTION_CACHE_NAME}" and hw == (299, 299)
-    feats = gap.extract_features(module, [cv2.resize(textured(i), (299, 299)) for i in range(2)])
+    assert features.find_inception_weights(None) == path          # found in the cache, by name
+    module, name, hw = features.load_feature_extractor(str(path), seed=0, thumb_hw=(64, 96))
+    assert name == f"inception-v3-torchvision:{features.INCEPTION_CACHE_NAME}" and hw == (299, 299)
+    feats = features.extract_features(module, [cv2.resize(textured(i), (299, 299)) for i in range(2)])
     assert feats.shape == (2, 2048) and np.isfinite(feats).all()
     bad = tmp_path / "bad.pth"
     torch.save({"not": torch.zeros(1)}, bad)
     with pytest.raises(ConfigError, match="not a torchvision Inception-v3"):
-        gap.load_feature_extractor(str(bad), seed=0, thumb_hw=(64, 96))
+        features.load_feature_extractor(str(bad), seed=0, thumb_hw=(64, 96))

@@ -141,16 +141,67 @@ def test_car_below_25_px_is_ignored_with_or_without_detection():
             assert res[f"n_gt_{name}"] == 50
 
 
+# The rule at the height boundaries, from the compiled 2019 (R40) devkit (evaluate_object.cpp,
+# cleanData): ground truth is ignored when ``height <= MIN_HEIGHT`` (40 / 25 / 25 px, height a
+# double, y2 - y1); a detection is ignored when ``int32_t(|y1 - y2|) < MIN_HEIGHT``.
 def test_height_thresholds_follow_the_cpp_devkit():
-    # ground truth exactly 40 px tall counts as easy (devkit: ignore height < 40)
+    # ground truth exactly 40.00 px tall is NOT easy (ignored); it is moderate and hard.
+    # The devkit prints easy: 0 counted GT and AP 0; this module reports n_gt 0 and AP None.
     gt, det = perfect(50)
     gt40 = image(gt.type, car_grid(50, height=40.0))
     det40 = image(det.type, car_grid(50, height=40.0), score=det.score)
-    assert car_ap([gt40], [det40])["n_gt_easy"] == 50
-    assert car_ap([gt40], [det40])["easy"] == pytest.approx(100.0)
-    # a detection 39.5 px tall is truncated to 39 px and ignored at easy: the GT becomes a miss
-    det395 = image(det.type, [[b[0], b[1], b[2], b[1] + 39.5] for b in car_grid(50, height=40.0)], score=det.score)
-    assert car_ap([gt40], [det395])["easy"] == pytest.approx(0.0)
+    res = car_ap([gt40], [det40])
+    assert res["n_gt_easy"] == 0 and res["easy"] is None
+    assert res["n_gt_moderate"] == 50 and res["moderate"] == pytest.approx(100.0)
+    # a detection 39.5 px tall is truncated to 39 px and ignored at easy: the 50 px GT becomes a miss
+    det395 = image(det.type, [[b[0], b[1], b[2], b[1] + 39.5] for b in car_grid(50)], score=det.score)
+    assert car_ap([gt], [det395])["easy"] == pytest.approx(0.0)
+
+
+@pytest.mark.parametrize("min_px, counted_in, ignored_in", [
+    (40.0, ("moderate", "hard"), ("easy",)),
+    (25.0, (), ("easy", "moderate", "hard")),
+])
+def test_ground_truth_exactly_at_min_height_is_ignored(min_px, counted_in, ignored_in):
+    """GT of height == MIN_HEIGHT is ignored (devkit ``height <= MIN_HEIGHT``): neither TP nor FN,
+    and a detection on it is not an FP. 50 cars of 60 px carry every difficulty."""
+    tall = car_grid(50, height=60.0)
+    edge = car_grid(50, height=min_px, start=50)
+    gt = image(["Car"] * 100, tall + edge)
+    scores = np.linspace(0.99, 0.5, 100)
+    # detections on all 100 cars: the ones on ignored edge cars are neither TP nor FP
+    res = car_ap([gt], [image(["Car"] * 100, tall + edge, score=scores)])
+    for d in ignored_in:
+        assert res[f"n_gt_{d}"] == 50 and res[d] == pytest.approx(100.0), d
+    for d in counted_in:
+        assert res[f"n_gt_{d}"] == 100 and res[d] == pytest.approx(100.0), d
+    # no detections on the edge cars: no FN where they are ignored, a recall loss where counted
+    res = car_ap([gt], [image(["Car"] * 50, tall, score=scores[:50])])
+    for d in ignored_in:
+        assert res[d] == pytest.approx(100.0), d
+    for d in counted_in:
+        assert res[d] == pytest.approx(50.0), d
+
+
+def test_real_box_from_78_08_to_103_08_is_exactly_25_px_and_not_moderate():
+    # 103.08 - 78.08 == 25.0 in float64, as the devkit computes it from the label file
+    gt = image(["Car"], [[100.0, 78.08, 160.0, 103.08]])
+    res = car_ap([gt], [image(["Car"], [[100.0, 78.08, 160.0, 103.08]], score=[0.9])])
+    assert res["n_gt_moderate"] == 0 and res["n_gt_hard"] == 0
+
+
+@pytest.mark.parametrize("min_px, difficulty", [(40.0, "easy"), (25.0, "moderate")])
+def test_detection_exactly_at_min_height_counts(min_px, difficulty):
+    """Detections keep the devkit's ``height < MIN_HEIGHT`` (after int truncation): exactly
+    40.00 / 25.00 px counts, 39.99 / 24.99 px (truncated to 39 / 24) is ignored."""
+    gt_h = min_px + 5.0  # GT comfortably inside the difficulty; det top-aligned: IoU = min / (min + 5) > 0.7
+    gt = image(["Car"] * 50, car_grid(50, height=gt_h))
+    scores = np.linspace(0.99, 0.5, 50)
+    at = image(["Car"] * 50, [[b[0], b[1], b[2], b[1] + min_px] for b in car_grid(50, height=gt_h)], score=scores)
+    assert car_ap([gt], [at])[difficulty] == pytest.approx(100.0)
+    below = image(["Car"] * 50, [[b[0], b[1], b[2], b[1] + min_px - 0.01] for b in car_grid(50, height=gt_h)],
+                  score=scores)
+    assert car_ap([gt], [below])[difficulty] == pytest.approx(0.0)
 
 
 def test_iou_must_be_strictly_greater_than_0_7():
@@ -253,7 +304,7 @@ def _ref_eval_class(gts, dets, cls, diff):
             vc = 1 if t == cls else (0 if t == neighbour else -1)
             h = gt.box_px[i, 3] - gt.box_px[i, 1]
             ign = (gt.occluded[i] > K.MAX_OCCLUSION[diff] or gt.truncated[i] > K.MAX_TRUNCATION[diff]
-                   or h < K.MIN_HEIGHT_PX[diff])
+                   or h <= K.MIN_HEIGHT_PX[diff])
             if vc == 1 and not ign:
                 ig.append(0); n += 1
             elif vc == 0 or (ign and vc == 1):

@@ -38,3 +38,13 @@ def test_stage_error_is_one_clear_line(tmp_path):
     assert proc.stderr.strip().splitlines()[-1] == f"error: {tmp_path / 'nowhere'}: vKITTI2 root folder not found (set data.vkitti2_root)"
     assert "Traceback" not in proc.stderr
     assert not (repo / "data" / "ingest").exists() and not list((repo / "data").glob(".ingest.tmp-*"))
+
+
+def test_rerunning_stages_leaves_dvc_metrics_diff_empty(pipeline_repo):
+    """A reviewer diffs metrics between commits: rerunning the stages whose reports used to carry
+    wall-clock seconds or run history (cyclegan_train/translate, style_transfer) changes no metric."""
+    run(["git", "add", "-A"], cwd=pipeline_repo)
+    run(["git", "commit", "-q", "--allow-empty", "-m", "pipeline run"], cwd=pipeline_repo)
+    dvc(pipeline_repo, "repro", "-f", "-s", "cyclegan_train", "cyclegan_translate", "style_transfer")
+    diff = json.loads(dvc(pipeline_repo, "metrics", "diff", "--json").stdout or "{}")
+    assert diff == {}, diff

@@ -1,4 +1,4 @@
-"""stages.report: a self-contained HTML page from the evaluate/gap/dedupe outputs (made here), and
+"""sim2real.report.page: a self-contained HTML page from the evaluate/gap/dedupe outputs (made here), and
 the real pipeline's report opened in headless Chromium."""
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ import yaml
 
 from sim2real.errors import DataError
 from sim2real.formats.images import write_image
-from stages import report
+from sim2real.report import page as report
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 VARIANTS = {"baseline": {"data": "data/dedupe", "images": "data/demo"},
@@ -59,6 +59,21 @@ def check_images(srcs: list[str]) -> None:
         assert img is not None and img.shape[0] > 10 and img.shape[1] > 10
 
 
+def metrics_file(name: str, k: int) -> dict:
+    """A score-stage metrics file (the keys the report reads), values scaled by k."""
+    g = {"value": 0.41, "ci95": [0.22, 0.6], "denominator_ci95": [3.0, 9.0]} if name == "depth_blur" else \
+        {"value": 0.0, "ci95": [0.0, 0.0], "denominator_ci95": [3.0, 9.0], "reason": "baseline is a reference"}
+    bins = {b: {"n_gt": n, "recall": 0.1 * k, "recall_ci95": [0.05 * k, 0.15 * k],
+                "vs_baseline": {"recall": {"value": 0.05 if name == "depth_blur" else 0.0, "ci95": [-0.02, 0.12]}}}
+            for b, n in (("0-20", 12), ("20-40", 9), ("40-60", 5), ("60+", 3))}
+    return {"kitti": {"Car": {"easy": 10.0 * k, "easy_ci95": [9.0 * k, 11.0 * k], "moderate": 8.0 * k,
+                              "moderate_ci95": [7.0 * k, 9.0 * k], "hard": None, "hard_ci95": None}},
+            "mAP50": {"all": 0.1 * k}, "mAP50_ci95": [0.05 * k, 0.15 * k], "val_images": 20,
+            "bootstrap": {"resamples": 1000, "level": 0.95},
+            "gap_closure": {"kitti_car_moderate": g, "mAP50": g},
+            "by_distance": {"bins_m": [[0, 20], [20, 40], [40, 60], [60, None]], "bins": bins}}
+
+
 def fake_inputs(root: Path) -> None:
     """A minimal set of everything the report reads (two variants, three frames, two real frames)."""
     rng = np.random.default_rng(0)
@@ -74,8 +89,7 @@ def fake_inputs(root: Path) -> None:
         pd.DataFrame(rows).to_csv(root / spec["data"] / "frames.csv", index=False)
         (root / "reports/metrics").mkdir(parents=True, exist_ok=True)
         k = len(rows) + (name == "depth_blur")
-        (root / f"reports/metrics/{name}.json").write_text(json.dumps(
-            {"kitti": {"Car": {"easy": 10.0 * k, "moderate": 8.0 * k, "hard": None}}, "mAP50": {"all": 0.1 * k}}))
+        (root / f"reports/metrics/{name}.json").write_text(json.dumps(metrics_file(name, k)))
         gap_dir = root / "reports/gap" / name
         gap_dir.mkdir(parents=True)
         d = 0.3 if name == "baseline" else 0.1
@@ -98,7 +112,7 @@ def fake_inputs(root: Path) -> None:
                                                           "dropped_by_reason": {"hidden": 3}}))
 
 
-def build(root: Path) -> tuple[str, dict, np.ndarray]:
+def build(root: Path) -> tuple[str, dict, np.ndarray, pd.DataFrame]:
     return report.build_report(root / "params.yaml", root / "reports/metrics", root / "reports/gap",
                                root / "reports/dedupe.json", root / "data/ingest/real_frames.csv")
 
@@ -106,13 +120,13 @@ def build(root: Path) -> tuple[str, dict, np.ndarray]:
 def test_report_has_table_curves_grid_dedupe_params_and_is_deterministic(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     fake_inputs(tmp_path)
-    text, summary, strip = build(tmp_path)
+    text, summary, strip, recall = build(tmp_path)
     page = Page()
     page.feed(text)
     assert page.tables == ["variants", None, "dedupe"]                 # table, image grid, dedupe counts
     assert len(page.variant_rows) == 1 + len(VARIANTS)               # header + one row per variant
-    # 2 plots + 2 grid rows x (clean sim, depth_blur, real)
-    assert len(page.imgs) == 2 + 2 * 3
+    # 2 headline plots + 2 plots + 2 grid rows x (clean sim, depth_blur, real)
+    assert len(page.imgs) == 2 + 2 + 2 * 3
     check_images(page.imgs)
     assert "http://" not in text and "https://" not in text and "<script" not in text   # opens offline
     assert "random-fallback" in text and "boxes_kept" in text and "thumb_width_px: 120" in text
@@ -121,6 +135,33 @@ def test_report_has_table_curves_grid_dedupe_params_and_is_deterministic(tmp_pat
     assert summary["depth_blur"]["blur_profile_distance"] == 0.1 and "ap_car_hard" not in summary["baseline"]
     assert strip.dtype == np.uint8 and strip.shape[1] > 3 * 120
     assert build(tmp_path)[0] == text                                # same inputs, same bytes
+    # the first lines answer the question: a sentence per variant, the far-car line, cars per bin
+    first = text[text.index("<h1>"):text.index("<h2>")]
+    assert "depth_blur closes 41 % [22 %, 60 %] of the gap" in first
+    assert "baseline is the reference" in first
+    assert "Does depth_blur help far cars (60+ m, 3 cars)? Not measurable at this sample size" in first
+    assert "60+ m: 3" in first and 'id="gap-closure"' in first and 'id="recall-by-distance"' in first
+    # AP cells carry their intervals; the recall table feeds dvc plots
+    assert "32.0 [28.0, 36.0]" in text
+    assert list(recall.columns) == ["variant", "bin", "bin_start_m", "value", "lo", "hi", "n_gt"]
+    assert len(recall) == 2 * 4 and recall["bin"].tolist()[:4] == ["0-20", "20-40", "40-60", "60+"]
+
+
+def test_a_column_of_equal_values_has_no_best(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    fake_inputs(tmp_path)
+    for name in VARIANTS:
+        p = tmp_path / f"reports/metrics/{name}.json"
+        m = json.loads(p.read_text())
+        m["kitti"]["Car"].update(easy=0.0, moderate=0.0)
+        m["mAP50"]["all"] = 0.0
+        p.write_text(json.dumps(m))
+    text = build(tmp_path)[0]
+    table = text[text.index('<table id="variants">'):text.index("</table>")]
+    rows = re.findall(r"<tr>(.*?)</tr>", table)[1:]
+    for r in rows:
+        cells = re.findall(r'<td class="([^"]*)">', r)
+        assert cells[1:5] == ["", "", "", ""]                          # zeros are nobody's best
 
 
 def test_report_requires_every_input(tmp_path, monkeypatch):

@@ -9,6 +9,7 @@ import torch
 from sim2real.errors import ConfigError
 from sim2real.style import nst, photoreal, weights, wct2
 from sim2real.style.photoreal import PhotorealConfig, class_moments, photoreal_transfer
+from sim2real.style.wct2_checkpoints import load_wct2
 
 
 # ------------------------------------------------------------------------- fixtures
@@ -203,16 +204,16 @@ def test_vgg_weights_resolve_path_then_cache(tmp_path, monkeypatch):
 
 def test_wct2_missing_checkpoints_give_the_clear_error(tmp_path):
     with pytest.raises(ConfigError, match=r"style\.wct2_checkpoints"):
-        wct2.load_wct2(None)
+        load_wct2(None)
     with pytest.raises(ConfigError, match=r"style\.wct2_checkpoints.*encoder\.pth"):
-        wct2.load_wct2(tmp_path)
+        load_wct2(tmp_path)
     model = wct2.random_wct2(seed=1)
     torch.save(model.encoder.state_dict(), tmp_path / "encoder.pth")
     torch.save({"nope": torch.zeros(1)}, tmp_path / "decoder.pth")
     with pytest.raises(ConfigError, match=r"style\.wct2_checkpoints"):
-        wct2.load_wct2(tmp_path)
+        load_wct2(tmp_path)
     torch.save(model.decoder.state_dict(), tmp_path / "decoder.pth")
-    loaded = wct2.load_wct2(tmp_path)
+    loaded = load_wct2(tmp_path)
     assert torch.equal(loaded.encoder.layers[0].conv.weight, model.encoder.layers[0].conv.weight)
 
 
@@ -223,8 +224,8 @@ def test_wct2_wavelet_pooling_is_invertible_and_forward_runs():
     torch.testing.assert_close(wct2.haar_unpool(ll, skips, (37, 51)), x, atol=1e-6, rtol=0)
     model = wct2.random_wct2(seed=0)
     with torch.no_grad():
-        f, sk, sizes = model.encoder(torch.rand(1, 3, 40, 72))
-    assert f.shape[1] == 512 and len(sk) == 3 and sizes[0] == (40, 72)
+        f, sk = model.encoder(torch.rand(1, 3, 40, 72))
+    assert f.shape[1] == 512 and len(sk) == 3 and sk[0].size_hw == (40, 72)
     out = model.stylize(torch.rand(1, 3, 40, 72), torch.rand(1, 3, 36, 64))
     assert out.shape == (1, 3, 40, 72)
     # WCT moves feature mean/covariance to the style's

@@ -13,7 +13,6 @@ Cityscapes-id semantic maps.
 """
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from sim2real.demo.realism import make_real
 from sim2real.demo.render import Camera, Segment, SceneSpec, Vehicle, ray_length_m, render
 from sim2real.formats import kitti, vkitti2
 from sim2real.formats.images import write_gray, write_image
+from sim2real.rng import keyed_rng
 
 VK_CAMERA = dict(fx=725.0087, fy=725.0087, cx=620.5, cy=187.0, width=vkitti2.WIDTH, height=vkitti2.HEIGHT)
 BASELINE_M = 0.532725
@@ -35,11 +35,6 @@ MODELS = {"Car": ["Sedan4Door", "Hatchback", "SUV"], "Van": ["Van"], "Truck": ["
 CITYSCAPES_ID = {"Road": 7, "Terrain": 22, "Sky": 23, "Building": 11, "Tree": 21, "Vegetation": 21,
                  "Car": 26, "Van": 26, "Truck": 27, "GuardRail": 14, "Pole": 17, "TrafficSign": 20,
                  "TrafficLight": 19, "Misc": 0, "Undefined": 0}
-
-
-def rng_for(*keys) -> np.random.Generator:
-    """A generator seeded by integers and strings (strings via CRC32): reproducible per item."""
-    return np.random.default_rng([k if isinstance(k, int) else zlib.crc32(str(k).encode()) for k in keys])
 
 
 def _segments(rng: np.random.Generator, length_m: float) -> list[Segment]:
@@ -117,7 +112,7 @@ class SceneJob:
 
 
 def _scene_spec(job: SceneJob) -> SceneSpec:
-    return make_scene(rng_for(job.seed, "scene", job.scene_index), job.n_frames, texture_seed=job.scene_index + 1)
+    return make_scene(keyed_rng(job.seed, "scene", job.scene_index), job.n_frames, texture_seed=job.scene_index + 1)
 
 
 def render_vkitti_frame(item: tuple[SceneJob, int]) -> list[dict]:
@@ -192,7 +187,7 @@ def plant_quirks(rows: list[dict], rng: np.random.Generator, first_shadow_id: in
 def write_scene_textgt(root: Path, job: SceneJob, rows: list[dict]) -> None:
     """Write bbox/info/colors/intrinsic/extrinsic/pose for every variation of one scene."""
     spec = _scene_spec(job)
-    rows, extra = plant_quirks(rows, rng_for(job.seed, "quirks", job.scene_index), len(spec.vehicles) + 100)
+    rows, extra = plant_quirks(rows, keyed_rng(job.seed, "quirks", job.scene_index), len(spec.vehicles) + 100)
     rows.sort(key=lambda r: (r["frame"], r["cameraID"], r["trackID"]))
     bbox = pd.DataFrame(rows)
     bbox["isMoving"] = bbox["trackID"].map({v.track_id: v.speed_m != 0 for v in spec.vehicles}).fillna(False).astype(bool)
@@ -237,7 +232,7 @@ def scene_name(index: int) -> str:
 def render_kitti_frame(item: tuple[str, int, int, int]) -> None:
     """Render, degrade and write one "real" KITTI training frame with its label, calib (and semantic)."""
     root, index, seed, seg_every = item
-    rng = rng_for(seed, "kitti", index)
+    rng = keyed_rng(seed, "kitti", index)
     width, height = KITTI_SIZES[int(rng.integers(len(KITTI_SIZES)))]
     cam = Camera(**KITTI_P2, width=width, height=height, height_m=1.73)
     spec = make_scene(rng, 1, n_vehicles=int(rng.integers(6, 12)), texture_seed=1000 + index, hidden_pair=False)

@@ -30,9 +30,8 @@ from __future__ import annotations
 import errno
 import os
 import shutil
-import zlib
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -42,6 +41,7 @@ from sim2real.errors import ConfigError, DataError
 from sim2real.formats import kitti, yolo
 from sim2real.formats.images import image_size
 from sim2real.manifest import check_manifest_paths
+from sim2real.rng import frame_rng
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp")
 
@@ -143,7 +143,7 @@ def build_train_set(sources: Sequence[str | Path], out: str | Path, n_classes: i
 
 def mix_draw(seed: int, frame_id: str) -> float:
     """The per-frame uniform draw in [0, 1) that decides which sources contribute a frame."""
-    return float(np.random.default_rng([int(seed), zlib.crc32(str(frame_id).encode())]).random())
+    return float(frame_rng(seed, frame_id).random())
 
 
 def mix_selection(frame_ids: Sequence[str], k: int, fraction: float, seed: int) -> np.ndarray:
@@ -223,7 +223,8 @@ def build_real_val(real_frames_csv: str | Path, out: str | Path, classes: Sequen
     """The real-KITTI evaluation set from ``real_frames.csv`` rows with ``split == split``.
 
     Writes ``images/<image_id>.png`` (hard links), ``labels/<image_id>.txt`` (YOLO, class map
-    ``classes``), ``kitti_labels/<image_id>.txt`` (original label files) and ``frames.csv``.
+    ``classes``), ``kitti_labels/<image_id>.txt`` (original label files), ``calib/<image_id>.txt``
+    (when the manifest has a ``calib`` column) and ``frames.csv``.
     """
     path = Path(real_frames_csv)
     if not path.is_file():
@@ -253,6 +254,13 @@ def build_real_val(real_frames_csv: str | Path, out: str | Path, classes: Sequen
         yolo.write_labels(out / "labels" / f"{r.image_id}.txt", ids, boxes)
         (out / "kitti_labels").mkdir(parents=True, exist_ok=True)
         shutil.copyfile(lab, out / "kitti_labels" / f"{r.image_id}.txt")
+        calib = getattr(r, "calib", None)
+        if isinstance(calib, str) and calib:  # P2 for the study's distance estimate (stage score)
+            src = resolve_path(calib, path.parent)
+            if not src.is_file():
+                raise DataError(src, f"KITTI calib file of image {r.image_id} not found")
+            (out / "calib").mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, out / "calib" / f"{r.image_id}.txt")
         rows.append({"image_id": r.image_id, "image": f"images/{r.image_id}{img.suffix.lower()}",
                      "label": f"labels/{r.image_id}.txt", "kitti_label": f"kitti_labels/{r.image_id}.txt",
                      "width": w, "height": h, "n_boxes": len(ids)})
@@ -289,14 +297,3 @@ def stage_for_ultralytics(scratch: str | Path, train_dir: str | Path | None, val
     yaml_path = scratch / "data.yaml"
     yaml_path.write_text(yaml.safe_dump(data, sort_keys=False))
     return yaml_path
-
-
-def variant_sources(variants: Mapping, name: str) -> list[str]:
-    """The source folders of variant ``name`` from the ``variants`` param."""
-    if name not in variants:
-        raise ConfigError(f"params.yaml: variants has no '{name}' (have: {', '.join(variants)})")
-    spec = variants[name]
-    data = spec.get("data") if isinstance(spec, Mapping) else None
-    if not data:
-        raise ConfigError(f"params.yaml: variants.{name}.data must name the variant's dataset folder")
-    return [data] if isinstance(data, str) else list(data)

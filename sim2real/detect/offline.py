@@ -5,6 +5,9 @@ ultralytics itself). What it does, and why:
 
 * ``YOLO_OFFLINE=true`` (``is_online()`` then answers False without a DNS probe) and
   ``YOLO_AUTOINSTALL=false`` (no ``pip install`` of missing requirements at run time).
+* ``ULTRALYTICS_SAFE_LOAD=true``: every checkpoint ultralytics loads is unpickled weights-only
+  against its allow-list of model classes, and model yamls are parsed without ``eval``
+  (:mod:`sim2real.detect.checkpoint`; a crafted ``.pt`` would otherwise run code when loaded).
 * ``YOLO_CONFIG_DIR`` = ``<config_dir>``: ultralytics reads and writes its ``settings.json``
   there instead of ``~/.config/Ultralytics``; the settings are then set *explicitly* for the run:
   ``runs_dir``/``weights_dir``/``datasets_dir`` inside the run's folders, ``sync=False`` (no
@@ -31,6 +34,8 @@ import importlib.util
 import os
 from pathlib import Path
 
+from sim2real.detect import checkpoint
+
 INTEGRATIONS = ("clearml", "comet", "dvc", "mlflow", "raytune", "tensorboard", "wandb")
 
 
@@ -49,6 +54,7 @@ def set_env(config_dir: str | Path) -> None:
     os.environ["YOLO_OFFLINE"] = "true"
     os.environ["YOLO_AUTOINSTALL"] = "false"
     os.environ["YOLO_CONFIG_DIR"] = str(config_dir)
+    checkpoint.enable_safe_load()
 
 
 def local_font(font: str = "Arial.ttf"):
@@ -131,5 +137,6 @@ def configure(run_root: str | Path) -> dict:
         **{k: False for k in INTEGRATIONS},
     }
     SETTINGS.update(values)
+    checkpoint.enable_safe_load()  # also when ultralytics was imported before set_env
     apply_patches()
     return values

@@ -6,10 +6,14 @@ YOLOv5 backbone and neck with a P6 output at stride 64 and ultralytics' anchor-f
 local ``.pt``. Everything ultralytics would fetch or switch on by itself is pinned off by
 :mod:`sim2real.detect.offline`.
 
-``weights`` resolution (:func:`resolve_weights`): None = from scratch; an existing path; a bare
-file name found in ``weights_dir``; otherwise, only when ``download: true`` *and* online,
-ultralytics' asset download into ``weights_dir``. Any other case raises ConfigError naming
-``train.weights``.
+``weights`` resolution (:func:`resolve_weights`): None = from scratch; a bare file name is looked
+up in ``weights_dir``, a path must lie in ``weights_dir`` (the folder is the train stage's DVC
+dependency, so replacing a file there retrains); a missing file is fetched only when
+``download: true`` *and* online (ultralytics' asset download into ``weights_dir``). Any other
+case raises ConfigError naming ``train.weights``. The file is then loaded weights-only and checked
+(:func:`sim2real.detect.checkpoint.check_checkpoint`) and handed to ultralytics as ``pretrained``:
+its trainer builds the model from ``model`` and transfers every tensor of matching name and shape
+(all but the class-count-dependent head layers when the class counts differ).
 
 References
 ----------
@@ -23,12 +27,13 @@ import shutil
 import tempfile
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import pandas as pd
 
 from sim2real.errors import ConfigError
 from sim2real.detect import offline
+from sim2real.detect.checkpoint import check_checkpoint, ultralytics_message
 
 DROP_COLUMNS = ("time",)  # wall-clock column of results.csv: not a metric, never identical
 
@@ -73,16 +78,25 @@ class TrainConfig:
         return str(self.device).strip().lower() not in ("cpu", "mps")
 
 
+def _inside(path: Path, folder: Path) -> bool:
+    """Lexically inside ``folder`` (a symbolic link in the folder counts as inside)."""
+    path, folder = Path(os.path.abspath(path)), Path(os.path.abspath(folder))
+    return path == folder or folder in path.parents
+
+
 def resolve_weights(weights: str | None, weights_dir: str | Path, download: bool) -> Path | None:
-    """Local path -> ``weights_dir`` cache -> download (online and asked for) -> ConfigError."""
+    """``weights_dir/<name>`` or a path inside ``weights_dir`` -> download (online and asked for) -> ConfigError."""
     if weights in (None, "", "none", "None"):
         return None
+    folder = Path(weights_dir)
     p = Path(weights)
-    if p.is_file():
-        return p
-    cached = Path(weights_dir) / p.name
-    if cached.is_file():
-        return cached
+    candidate = p if p.is_absolute() or len(p.parts) > 1 else folder / p
+    if not _inside(candidate, folder):
+        raise ConfigError(f"train.weights={weights!r}: {candidate} is outside train.weights_dir ({folder}), the "
+                          f"folder train@<variant> depends on in dvc.yaml, so DVC would not retrain when it changes; "
+                          f"put the file (or a symbolic link to it) in {folder} and set train.weights: {p.name}")
+    if candidate.is_file():
+        return candidate
     if download:
         prev = os.environ.get("YOLO_OFFLINE")
         os.environ["YOLO_OFFLINE"] = "false"
@@ -91,14 +105,22 @@ def resolve_weights(weights: str | None, weights_dir: str | Path, download: bool
             from ultralytics.utils.downloads import attempt_download_asset
             if not is_online():
                 raise ConfigError(f"train.weights={weights!r}: not found locally and no network to download it")
-            Path(weights_dir).mkdir(parents=True, exist_ok=True)
-            got = Path(attempt_download_asset(str(cached)))
+            folder.mkdir(parents=True, exist_ok=True)
+            got = Path(attempt_download_asset(str(folder / p.name)))
         finally:
             os.environ["YOLO_OFFLINE"] = prev or "true"
         if got.is_file():
             return got
-    raise ConfigError(f"train.weights={weights!r}: no such file (looked at {p} and {cached}); give a local .pt path, "
-                      "null to train from scratch, or set train.download: true to fetch it when online")
+    raise ConfigError(f"train.weights={weights!r}: no such file ({candidate}); put a local .pt in {folder}, "
+                      "set null to train from scratch, or set train.download: true to fetch it when online")
+
+
+def pretrained_weights(cfg: "TrainConfig") -> Path | None:
+    """The resolved ``train.weights`` file, loaded weights-only and checked (ConfigError otherwise)."""
+    weights = resolve_weights(cfg.weights, cfg.weights_dir, cfg.download)
+    if weights is not None:
+        check_checkpoint(weights, "train.weights")
+    return weights
 
 
 def _trainer_class():
@@ -126,34 +148,44 @@ def __getattr__(name: str):  # PEP 562: DDP workers unpickle the trainer class b
     raise AttributeError(name)
 
 
-def train_args(cfg: TrainConfig, data_yaml: Path, save_dir: Path) -> dict:
-    """The keyword arguments passed to ``YOLO.train`` (explicit, so the run is reproducible)."""
+def train_args(cfg: TrainConfig, data_yaml: Path, save_dir: Path, pretrained: Path | None = None) -> dict:
+    """The keyword arguments passed to ``YOLO.train`` (explicit, so the run is reproducible).
+
+    ``pretrained``: the resolved weights file (:func:`pretrained_weights`) or None (from scratch).
+    ultralytics' trainer loads a path itself, also in every DDP worker (``pretrained=True`` would
+    mean "the model object in this process", which DDP workers do not have).
+    """
     return dict(
         data=str(data_yaml), epochs=int(cfg.epochs), imgsz=int(cfg.imgsz), batch=int(cfg.batch),
         device=str(cfg.device), workers=int(cfg.workers), seed=int(cfg.seed), deterministic=bool(cfg.deterministic),
         rect=bool(cfg.rect), cache=cfg.cache, patience=int(cfg.patience), optimizer=str(cfg.optimizer),
         lr0=float(cfg.lr0), amp=bool(cfg.amp) and cfg.on_cuda, plots=False, save=True, val=True,
         project=str(save_dir.parent.resolve()), name=save_dir.name, exist_ok=True, verbose=False,
-        pretrained=False,
+        pretrained=str(pretrained) if pretrained is not None else False,
     )
 
 
-def train(cfg: TrainConfig, data_yaml: Path, save_dir: Path, scratch: Path) -> Path:
+def train(cfg: TrainConfig, data_yaml: Path, save_dir: Path, scratch: Path,
+          callbacks: Mapping[str, Callable] | None = None) -> Path:
     """Train into ``save_dir`` (ultralytics run folder); returns ``save_dir/weights/best.pt``.
 
     ``scratch``: a folder outside the outputs for ultralytics' settings (see
-    :func:`sim2real.detect.offline.configure`). ``last.pt`` (optimizer state, resumable) is
+    :func:`sim2real.detect.offline.configure`). ``callbacks``: ultralytics callbacks added to the
+    run (event name -> function of the trainer). ``last.pt`` (optimizer state, resumable) is
     deleted: only ``best.pt`` is a stage output.
     """
     offline.configure(scratch)
+    weights = pretrained_weights(cfg)
     from ultralytics import YOLO
 
-    model = YOLO(cfg.model, task="detect")
-    weights = resolve_weights(cfg.weights, cfg.weights_dir, cfg.download)
-    if weights is not None:
-        model.load(str(weights))
+    try:
+        model = YOLO(cfg.model, task="detect")
+    except TypeError as exc:  # refused by the restricted (eval-free) yaml parser, e.g. a code 'activation'
+        raise ConfigError(f"train.model={cfg.model!r}: {ultralytics_message(exc)}") from None
+    for event, fn in (callbacks or {}).items():
+        model.add_callback(event, fn)
     trainer = __getattr__("OfflineDetectionTrainer")
-    model.train(trainer=trainer, **train_args(cfg, data_yaml, save_dir))
+    model.train(trainer=trainer, **train_args(cfg, data_yaml, save_dir, weights))
     best = save_dir / "weights" / "best.pt"
     if not best.is_file():
         raise RuntimeError(f"{best}: training finished without writing best.pt")

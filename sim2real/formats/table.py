@@ -96,12 +96,38 @@ def parse_table(
         rows.append(fields)
         line_no.append(i)
     cols = list(columns[: width or n_min])
+    lines_arr = np.asarray(line_no, dtype=np.int64)
+    if rows:  # fast path: numpy parses the numeric columns; anything unusual takes the checked path below
+        arr = np.array(rows, dtype=str)
+        fast = {c: _fast_column(arr[:, j], kinds.get(c, "str")) for j, c in enumerate(cols)}
+        if all(v is not None for v in fast.values()):
+            return (pd.DataFrame(fast), lines_arr) if with_lines else pd.DataFrame(fast)
     raw = pd.DataFrame(rows, columns=cols) if rows else pd.DataFrame({c: pd.Series(dtype=object) for c in cols})
     out = {}
     for col in cols:
         out[col] = _convert(path, col, kinds.get(col, "str"), raw[col], line_no)
     df = pd.DataFrame(out)
-    return (df, np.asarray(line_no, dtype=np.int64)) if with_lines else df
+    return (df, lines_arr) if with_lines else df
+
+
+def _fast_column(values: np.ndarray, kind: str):
+    """A column parsed by numpy when that gives exactly what :func:`_convert` gives (str, int and
+    float columns of plain numbers), else None (the caller then converts and reports errors)."""
+    if kind == "str":
+        return values.astype(object)
+    if kind not in ("int", "float") or (np.char.find(values, "_") >= 0).any():  # numpy accepts 1_000, pandas not
+        return None
+    try:
+        num = values.astype(np.float64)
+    except ValueError:
+        return None
+    if np.isnan(num).any():
+        return None
+    if kind == "int":
+        if (num % 1 != 0).any() or (np.abs(num) > 2.0 ** 53).any():
+            return None
+        return num.astype(np.int64)
+    return num + 0.0  # -0 -> 0.0, as pandas parses it
 
 
 def _convert(path, col: str, kind: str, values: pd.Series, line_no: list[int]) -> pd.Series:

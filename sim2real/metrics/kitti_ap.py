@@ -6,13 +6,15 @@ image boxes only), decision for decision, including its quirks:
 * Classes Car, Pedestrian, Cyclist; a match needs IoU *strictly* greater than 0.7 (Car) or
   0.5 (Pedestrian, Cyclist).
 * Difficulties are cumulative: Easy / Moderate / Hard keep ground truth with box height
-  ``>= 40 / 25 / 25`` px (the C++ devkit ignores ``height < min``; a popular Python port uses
-  ``<=``), occlusion ``<= 0 / 1 / 2`` and truncation ``<= 0.15 / 0.30 / 0.50``. Ground truth of
+  ``> 40 / 25 / 25`` px (the 2019 R40 devkit ignores ``height <= MIN_HEIGHT``, so a box exactly
+  40.00 px tall is not Easy and one exactly 25.00 px tall is not Moderate; older 2D-only copies
+  used ``<``), occlusion ``<= 0 / 1 / 2`` and truncation ``<= 0.15 / 0.30 / 0.50``. Ground truth of
   the class outside the difficulty is *ignored*: neither TP nor FN, and a detection matched to
   it is not an FP. The neighbour class is ignored the same way (Van for Car, Person_sitting for
   Pedestrian); every other class is skipped entirely (a Car detection on a Truck is an FP).
-* Detections shorter than the difficulty's min height are ignored; as in the devkit the
-  detection height is truncated to an integer first (``int32_t height = fabs(y1 - y2)``).
+* Detections shorter than the difficulty's min height are ignored (``height < min``: a detection
+  exactly 40 px tall counts at Easy); as in the devkit the detection height is truncated to an
+  integer first (``int32_t height = fabs(y1 - y2)``), the ground-truth height is not.
 * An unmatched detection whose intersection with a DontCare region exceeds the class's overlap
   threshold *of the detection's own area* is not an FP.
 * Precision is sampled at 41 recall positions by choosing score thresholds from the true
@@ -159,7 +161,7 @@ def clean_data(gt: Objects, det: Objects, cls: str, difficulty: int) -> tuple[np
         valid[gt_type == neighbour.lower()] = 0
     height = gt.box_px[:, 3] - gt.box_px[:, 1]
     outside = ((gt.occluded > MAX_OCCLUSION[difficulty]) | (gt.truncated > MAX_TRUNCATION[difficulty])
-               | (height < MIN_HEIGHT_PX[difficulty]))
+               | (height <= MIN_HEIGHT_PX[difficulty]))  # devkit 2019: height<=MIN_HEIGHT
     ignored_gt = np.full(len(gt), -1, dtype=np.int64)
     ignored_gt[(valid == 1) & ~outside] = 0
     ignored_gt[(valid == 0) | ((valid == 1) & outside)] = 1
@@ -230,6 +232,93 @@ def compute_statistics(iou: np.ndarray, dc_overlap: np.ndarray, score: np.ndarra
             nstuff += int(hit.sum())
         fp -= nstuff
     return tp, fp, fn, tp_scores
+
+
+def match_levels(iou: np.ndarray, dc_overlap: np.ndarray, score: np.ndarray, ignored_gt: np.ndarray,
+                 ignored_det: np.ndarray, min_overlap: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`compute_statistics` of one image at every score threshold at once (its assignments).
+
+    The devkit's matching at threshold ``t`` depends only on which detections score ``>= t``, so
+    it changes only at the image's own scores. For the distinct scores ``s_1 > ... > s_L`` of the
+    detections with ``ignored_det != -1`` this returns
+
+    * ``levels`` (L,): those scores, descending;
+    * ``assigned_gt`` (L, M) int: at threshold ``s_k``, the ground-truth index detection ``j`` was
+      assigned to in the ``compute_fp=True`` pass, -1 if none (below the threshold, other class,
+      or unmatched);
+    * ``dc_hit`` (M,) bool: the detection overlaps a DontCare region by more than ``min_overlap``
+      of its own area (an unmatched counted detection above the threshold there is not an FP);
+    * ``first_pass_gt`` (M,) int: the assignment of the ``compute_fp=False`` pass (highest score
+      among candidates, no threshold), whose true positives give the threshold scores.
+
+    From these, TP at ``s_k`` = detections with ``ignored_det == 0`` assigned to ground truth with
+    ``ignored_gt == 0``; FP = detections with ``ignored_det == 0``, score ``>= s_k``, unassigned and
+    not ``dc_hit`` — exactly :func:`compute_statistics` (a test checks every level). The loop runs
+    over ground truth (as the devkit's), vectorised over levels.
+    """
+    n_gt, n_det = len(ignored_gt), len(score)
+    ok = ignored_det != -1
+    levels = np.unique(score[ok])[::-1]
+    L = len(levels)
+    usable = ok[None, :] & (score[None, :] >= levels[:, None])            # (L, M)
+    assigned = np.zeros((L, n_det), dtype=bool)
+    assigned_gt = np.full((L, n_det), -1, dtype=np.int64)
+    first = np.full(n_det, -1, dtype=np.int64)
+    taken = np.zeros(n_det, dtype=bool)
+    rows = np.arange(L)
+    counted_det = ignored_det == 0
+    for i in range(n_gt):
+        if ignored_gt[i] == -1:
+            continue
+        over = iou[i] > min_overlap                                        # (M,)
+        # compute_fp=False: the highest-scoring candidate (first on ties), no threshold
+        c1 = ok & ~taken & over
+        if c1.any():
+            idx = np.flatnonzero(c1)
+            j = int(idx[np.argmax(score[idx])])
+            first[j] = i
+            taken[j] = True
+        # compute_fp=True at every level: the greatest overlap among counted detections (first on
+        # ties), else the first too-short detection
+        cand = usable & ~assigned & over[None, :]
+        if not cand.any():
+            continue
+        counted = cand & counted_det[None, :]
+        best = np.argmax(np.where(counted, iou[i][None, :], -1.0), axis=1)
+        first_any = np.argmax(cand, axis=1)
+        det_idx = np.where(counted.any(axis=1), best, np.where(cand.any(axis=1), first_any, -1))
+        hit = det_idx >= 0
+        assigned[rows[hit], det_idx[hit]] = True
+        assigned_gt[rows[hit], det_idx[hit]] = i
+    dc_hit = (dc_overlap > min_overlap).any(axis=1) if dc_overlap.size else np.zeros(n_det, dtype=bool)
+    return levels, assigned_gt, dc_hit, first
+
+
+def level_statistics(levels: np.ndarray, assigned_gt: np.ndarray, dc_hit: np.ndarray, first_pass_gt: np.ndarray,
+                     score: np.ndarray, ignored_gt: np.ndarray, ignored_det: np.ndarray,
+                     det_counts_fp: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """TP and FP at every level of :func:`match_levels`, and the first pass's TP scores.
+
+    ``ignored_gt`` may differ from the one the matching ran with in its 0/1 entries (the
+    matching depends only on which entries are -1): that is how one matching serves several
+    slices of the ground truth. ``det_counts_fp`` (M,) bool, default all: an unmatched detection
+    is an FP only where it is True (used to assign unmatched detections to a distance bin).
+    Returns ``tp`` (L,), ``fp`` (L,) int64 and the TP scores (unsorted).
+    """
+    counted_det = ignored_det == 0
+    safe = np.where(assigned_gt >= 0, assigned_gt, 0)
+    gt_counted = (ignored_gt == 0)[safe] & (assigned_gt >= 0) if len(ignored_gt) else np.zeros_like(assigned_gt, bool)
+    tp = np.sum(gt_counted & counted_det[None, :], axis=1)
+    free = counted_det & ~dc_hit
+    if det_counts_fp is not None:
+        free = free & det_counts_fp
+    usable = score[None, :] >= levels[:, None]
+    fp = np.sum(usable & (assigned_gt < 0) & free[None, :], axis=1)
+    f = first_pass_gt
+    hit = (f >= 0) & counted_det
+    if hit.any():
+        hit[hit] = ignored_gt[f[hit]] == 0
+    return tp.astype(np.int64), fp.astype(np.int64), score[hit]
 
 
 def get_thresholds(tp_scores: Sequence[float], n_gt: int, n_sample_pts: int = N_SAMPLE_PTS) -> list[float]:
@@ -330,27 +419,43 @@ def evaluate(gts: Sequence[Objects], dets: Sequence[Objects],
     return out
 
 
-def read_folders(gt_dir: str | Path, det_dir: str | Path) -> tuple[list[str], list[Objects], list[Objects]]:
-    """Read every ``GT_DIR/*.txt`` and the same-named ``DET_DIR`` result file (must exist)."""
-    gt_dir, det_dir = Path(gt_dir), Path(det_dir)
+def read_ground_truth(gt_dir: str | Path) -> tuple[list[str], list[pd.DataFrame]]:
+    """Image ids (sorted ``GT_DIR/*.txt`` stems) and their label tables (all 15 fields)."""
+    gt_dir = Path(gt_dir)
     if not gt_dir.is_dir():
         raise DataError(gt_dir, "ground-truth label folder not found")
-    if not det_dir.is_dir():
-        raise DataError(det_dir, "detection result folder not found")
     ids = sorted(p.stem for p in gt_dir.glob("*.txt"))
     if not ids:
         raise DataError(gt_dir, "no *.txt label files")
-    gts, dets = [], []
+    return ids, [kitti.read_label(gt_dir / f"{image_id}.txt") for image_id in ids]
+
+
+def read_results(det_dir: str | Path, ids: Sequence[str]) -> list[pd.DataFrame]:
+    """The result file ``DET_DIR/<id>.txt`` of every id (must exist, possibly empty; 16 fields)."""
+    det_dir = Path(det_dir)
+    if not det_dir.is_dir():
+        raise DataError(det_dir, "detection result folder not found")
+    out = []
     for image_id in ids:
         det_path = det_dir / f"{image_id}.txt"
         if not det_path.is_file():
             raise DataError(det_path, "result file missing (the devkit needs one per ground-truth file; write an empty file for no detections)")
-        gts.append(Objects.from_frame(kitti.read_label(gt_dir / f"{image_id}.txt")))
         det_df = kitti.read_label(det_path)
         if len(det_df) and "score" not in det_df.columns:
             raise DataError(det_path, "result lines need a 16th field, score")
-        dets.append(Objects.from_frame(det_df))
-    return ids, gts, dets
+        out.append(det_df)
+    return out
+
+
+def read_folders(gt_dir: str | Path, det_dir: str | Path) -> tuple[list[str], list[Objects], list[Objects]]:
+    """Read every ``GT_DIR/*.txt`` and the same-named ``DET_DIR`` result file (must exist)."""
+    if not Path(gt_dir).is_dir():
+        raise DataError(gt_dir, "ground-truth label folder not found")
+    if not Path(det_dir).is_dir():
+        raise DataError(det_dir, "detection result folder not found")
+    ids, gt_dfs = read_ground_truth(gt_dir)
+    dets = [Objects.from_frame(df) for df in read_results(det_dir, ids)]
+    return ids, [Objects.from_frame(df) for df in gt_dfs], dets
 
 
 def evaluate_folders(gt_dir: str | Path, det_dir: str | Path,

@@ -17,7 +17,6 @@ which keeps the per-frame cost near the cost of decoding and encoding the frame.
 from __future__ import annotations
 
 import math
-import zlib
 from typing import Mapping
 
 import numpy as np
@@ -29,6 +28,7 @@ from sim2real.physics.blur import CURVES, apply_targets, coc_sigma_px, distance_
 from sim2real.physics.camera import motion_blur_f32, sensor_noise_u8, vignetting_u8
 from sim2real.physics.haze import resolve_airlight, check_visibility, koschmieder_u8, lowfreq_noise, transmission
 from sim2real.physics.layered import layered_blur, to_u8
+from sim2real.rng import frame_rng
 
 MODES = ("distance", "defocus", "none")
 
@@ -52,11 +52,6 @@ RANDOM_KEYS: tuple[tuple[str, str, str, bool], ...] = (
     ("camera", "exposure_s", "camera_exposure_s", False),
 )
 VALUE_COLUMNS = tuple(col for _, _, col, _ in RANDOM_KEYS) + ("noise_seed",)
-
-
-def frame_rng(seed: int, frame_id: str) -> np.random.Generator:
-    """The per-frame generator: seeded by (global seed, CRC-32 of the frame id)."""
-    return np.random.default_rng([int(seed), zlib.crc32(str(frame_id).encode())])
 
 
 def _range(section: str, key: str, spec) -> tuple[float, float] | None:

@@ -28,7 +28,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from sim2real.errors import ConfigError
+from sim2real.errors import ConfigError, DataError
+from sim2real.safety import load_torch_file
 
 VGG16_FILE = "vgg16-397923af.pth"
 VGG16_URL = f"https://download.pytorch.org/models/{VGG16_FILE}"
@@ -128,11 +129,12 @@ def init_random_(net: nn.Module, seed: int) -> nn.Module:
 
 
 def load_state_dict_file(path: str | Path, what: str) -> dict:
-    """``torch.load(path, weights_only=True)`` with an error that names the file and param."""
+    """``torch.load(path, weights_only=True)`` with a one-line error that names the file and param
+    (:func:`sim2real.safety.load_torch_file`: unsafe pickles refused, corrupt files named)."""
     try:
-        state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001
-        raise ConfigError(f"{path}: cannot read {what} checkpoint ({type(exc).__name__}: {exc})") from None
+        state = load_torch_file(path, what=f"{what} checkpoint")
+    except DataError as exc:
+        raise ConfigError(str(exc)) from None
     if not isinstance(state, dict):
         raise ConfigError(f"{path}: {what} checkpoint is not a state dict")
     return state
@@ -152,7 +154,7 @@ def load_vgg16_features(spec: str | os.PathLike | None, *, seed: int = 0, n_laye
         init_random_(net, seed)
         source = RANDOM
     else:
-        state = load_state_dict_file(where, "VGG16")
+        state = load_state_dict_file(where, f"VGG16 ({PARAM})")
         if any(k.startswith("features.") for k in state):
             state = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
         own = net.state_dict()

@@ -1,0 +1,1 @@
+"""The HTML report: the study headline (:mod:`.study`)."""

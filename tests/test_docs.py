@@ -1,0 +1,34 @@
+"""The README stays short and its links work: every relative link in README.md and docs/*.md
+points to an existing file, every docs page is reachable from the README, no machine paths."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+LINK = re.compile(r"\]\(([^)\s#]+)(?:#[^)]*)?\)")
+
+
+def relative_links(page: Path) -> list[str]:
+    return [t for t in LINK.findall(page.read_text()) if not re.match(r"[a-z]+:", t)]
+
+
+def test_readme_is_short():
+    assert len((ROOT / "README.md").read_text().splitlines()) <= 200
+
+
+def test_every_relative_link_resolves():
+    broken = [f"{p.relative_to(ROOT)}: {t}" for p in PAGES for t in relative_links(p) if not (p.parent / t).exists()]
+    assert not broken, broken
+
+
+def test_every_docs_page_is_linked_from_the_readme():
+    linked = {(ROOT / t).resolve() for t in relative_links(ROOT / "README.md")}
+    assert [p for p in PAGES[1:] if p.resolve() not in linked] == []
+
+
+def test_no_machine_paths():
+    hits = [f"{p.relative_to(ROOT)}:{i}" for p in PAGES for i, line in enumerate(p.read_text().splitlines(), 1)
+            if re.search(r"(/work/|/home/|/Users/|/tmp/pytest)", line)]
+    assert not hits, hits
