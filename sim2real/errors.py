@@ -39,3 +39,22 @@ class FrameError(RuntimeError):
 
 class ConfigError(ValueError):
     """A params.yaml value that cannot be used; the message names the key."""
+
+
+class StorageError(OSError):
+    """The file system refused an output (no space left, read-only, permission denied, ...).
+
+    An ``OSError`` with the original ``errno``; the message names the path and says why in words:
+    ``data/aug/x.jpg: cannot write: no space left on device (ENOSPC)``.
+    """
+
+    def __init__(self, errno_: int | None, message: str, path: str | Path | None = None):
+        super().__init__(errno_, message)
+        self.path = None if path is None else str(path)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __reduce__(self):
+        return (StorageError, (self.errno, self.message, self.path))

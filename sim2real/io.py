@@ -7,6 +7,7 @@ removed by the next run.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -14,6 +15,8 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
+
+from sim2real.errors import StorageError
 
 
 def _tmp_sibling(path: Path) -> Path:
@@ -120,3 +123,35 @@ def tree_digest(path: str | Path) -> dict[str, str]:
         if p.is_file():
             out[str(p.relative_to(path))] = hashlib.sha256(p.read_bytes()).hexdigest()
     return out
+
+
+# ----------------------------------------------------------------------------- storage errors
+#: errno values that mean "the file system refused the output", not "a bug": reported in one line.
+STORAGE_ERRNOS = {errno.ENOSPC: "no space left on device", errno.EROFS: "read-only file system",
+                  errno.EACCES: "permission denied", errno.EPERM: "operation not permitted",
+                  errno.EDQUOT: "disk quota exceeded", errno.EFBIG: "file too large",
+                  errno.ENAMETOOLONG: "file name too long", errno.EIO: "input/output error"}
+
+
+def describe_os_error(exc: OSError, path: str | Path | None = None, action: str | None = "cannot write") -> str:
+    """``<path>: cannot write: no space left on device (ENOSPC)`` for an OSError of a storage kind
+    (:data:`STORAGE_ERRNOS`); other errors keep the system's own words."""
+    where = path if path is not None else (exc.filename or "<output>")
+    reason = STORAGE_ERRNOS.get(exc.errno) or (exc.strerror or str(exc)).lower()
+    code = errno.errorcode.get(exc.errno) if exc.errno is not None else None
+    return f"{where}: {f'{action}: ' if action else ''}{reason}" + (f" ({code})" if code else "")
+
+
+def is_storage_error(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.errno in STORAGE_ERRNOS
+
+
+def write_bytes(path: str | Path, data) -> None:
+    """Write ``data`` to ``path`` (folders created); a refusing file system is a StorageError naming it."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "wb") as fh:
+            fh.write(data)
+    except OSError as exc:
+        raise StorageError(exc.errno, describe_os_error(exc, path), path) from None

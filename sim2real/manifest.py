@@ -4,11 +4,13 @@ Manifests are CSV (diff-friendly, no extra dependency). Columns:
 
 ``frames.csv`` (synthetic, chosen camera)
     frame_id, scene, variation, camera, frame, width, height, rgb, depth, class_seg,
-    instance_seg, fx, fy, cx, cy
+    instance_seg, fx, fy, cx, cy, and the content fingerprint of each file: rgb_xxh3, depth_xxh3,
+    class_seg_xxh3, instance_seg_xxh3 (:mod:`sim2real.fingerprint`)
 ``boxes.csv`` (synthetic, every camera of the indexed frames, file order per scene/variation)
     frame_id, scene, variation, line + the bbox.txt columns + label (from info.txt)
 ``real_frames.csv`` (KITTI)
-    image_id, split (train|val), image, label, calib, semantic ('' when absent), width, height
+    image_id, split (train|val), image, label, calib, semantic ('' when absent), width, height,
+    image_xxh3, label_xxh3, calib_xxh3, semantic_xxh3
 ``real_boxes.csv``
     image_id + the 15 KITTI label columns
 """
@@ -23,12 +25,15 @@ import pandas as pd
 
 from sim2real.errors import ConfigError, DataError
 from sim2real.formats import kitti, vkitti2
+from sim2real.fingerprint import FingerprintCache
 from sim2real.formats.images import image_size
 from sim2real.safety import data_roots, resolve_within
 
 FRAME_COLUMNS = ["frame_id", "scene", "variation", "camera", "frame", "width", "height", "rgb", "depth",
-                 "class_seg", "instance_seg", "fx", "fy", "cx", "cy"]
-REAL_COLUMNS = ["image_id", "split", "image", "label", "calib", "semantic", "width", "height"]
+                 "class_seg", "instance_seg", "fx", "fy", "cx", "cy",
+                 "rgb_xxh3", "depth_xxh3", "class_seg_xxh3", "instance_seg_xxh3"]
+REAL_COLUMNS = ["image_id", "split", "image", "label", "calib", "semantic", "width", "height",
+                "image_xxh3", "label_xxh3", "calib_xxh3", "semantic_xxh3"]
 #: manifest columns holding file paths: checked against the data roots by :func:`check_manifest_paths`
 PATH_COLUMNS = ("rgb", "depth", "class_seg", "instance_seg", "image", "label", "calib", "semantic",
                 "source_image")
@@ -48,25 +53,34 @@ def rel(path: Path) -> str:
 
 
 def index_vkitti2_sequence(layout: vkitti2.Layout, scene: str, variation: str, camera: int, *,
-                           frame_stride: int = 1, max_frames: int | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+                           frame_stride: int = 1, max_frames: int | None = None,
+                           fingerprints: FingerprintCache | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Index one scene/variation: (frames of ``camera``, boxes of every camera for those frames).
 
     Reads bbox.txt, info.txt and intrinsic.txt; checks that each frame's four image files exist,
-    reads each RGB size from its header, and that every box of ``camera`` lies inside its image.
+    are whole (JPEG/PNG end markers, :func:`~sim2real.formats.images.check_complete`) and have
+    one size (read from the headers); and that every box, of both cameras, lies inside its image
+    (the other camera's size from its RGB header, or this camera's when that file is absent).
+    Each file's content fingerprint goes to ``<column>_xxh3`` (:mod:`sim2real.fingerprint`;
+    ``fingerprints`` caches them across runs).
     """
-    frames = layout.frames(scene, variation, camera)[::max(1, int(frame_stride))]
-    if max_frames:
-        frames = frames[: int(max_frames)]
+    if frame_stride < 1 or (max_frames is not None and max_frames < 1):
+        raise ConfigError(f"data.frame_stride must be >= 1 and data.max_frames >= 1 or null, got "
+                          f"{frame_stride} and {max_frames}")
+    frames = layout.frames(scene, variation, camera)[::frame_stride]
+    if max_frames is not None:
+        frames = frames[:max_frames]
     bbox_path = layout.textgt(scene, variation, "bbox")
     info_path = layout.textgt(scene, variation, "info")
     for p in (bbox_path, info_path):
         resolve_within(p, [layout.roots["textgt"]], source=p)
-    bbox = vkitti2.read_bbox(bbox_path)
+    bbox, bbox_lines = vkitti2.read_bbox(bbox_path, with_lines=True)
     info = vkitti2.read_info(info_path)
     intr = vkitti2.read_intrinsic(layout.textgt(scene, variation, "intrinsic"))
     intr = intr[intr["cameraID"] == camera].set_index("frame")
     rows = []
-    sizes = {}
+    sizes: dict[tuple[int, int], tuple[int, int]] = {}  # (camera, frame) -> (width, height)
+    cache = fingerprints or FingerprintCache(None)
     for f in frames:
         paths = {m: layout.frame_path(m, scene, variation, camera, f) for m in vkitti2.FRAME_FILE}
         for m, p in paths.items():
@@ -74,26 +88,37 @@ def index_vkitti2_sequence(layout: vkitti2.Layout, scene: str, variation: str, c
                 raise DataError(p, f"missing {m} file for frame {f}")
             resolve_within(p, [layout.roots[m]], source=p)  # no symlink out of the dataset
         w, h = image_size(paths["rgb"])
-        sizes[f] = (w, h)
+        for m in ("depth", "classSegmentation", "instanceSegmentation"):
+            size = image_size(paths[m])
+            if size != (w, h):
+                raise DataError(paths[m], f"{m} map is {size[0]}x{size[1]}, the frame's RGB image {paths['rgb']} is {w}x{h}")
+        sizes[(camera, f)] = (w, h)
         if f not in intr.index:
             raise DataError(layout.textgt(scene, variation, "intrinsic"), f"no intrinsics for frame {f} camera {camera}")
         k = intr.loc[f]
         rows.append([frame_id(scene, variation, camera, f), scene, variation, camera, f, w, h,
                      rel(paths["rgb"]), rel(paths["depth"]), rel(paths["classSegmentation"]),
-                     rel(paths["instanceSegmentation"]), k["K[0,0]"], k["K[1,1]"], k["K[0,2]"], k["K[1,2]"]])
+                     rel(paths["instanceSegmentation"]), k["K[0,0]"], k["K[1,1]"], k["K[0,2]"], k["K[1,2]"],
+                     *(cache.fingerprint(paths[m]) for m in vkitti2.FRAME_FILE)])
+    if fingerprints is None:
+        cache.close()
     frames_df = pd.DataFrame(rows, columns=FRAME_COLUMNS)
-    boxes = bbox[bbox["frame"].isin(set(frames))].copy()
-    own = boxes[boxes["cameraID"] == camera]
-    if len(own):
-        vkitti2.validate_boxes(own, own["frame"].map(lambda f: sizes[f][0]).to_numpy(),
-                               own["frame"].map(lambda f: sizes[f][1]).to_numpy(), bbox_path)
+    keep = bbox["frame"].isin(set(frames)).to_numpy()
+    boxes, lines = bbox[keep].copy(), bbox_lines[keep]
+    for cam, f in zip(boxes["cameraID"], boxes["frame"]):  # the other camera: its RGB header, once per frame
+        if (cam, f) not in sizes:
+            other = layout.frame_path("rgb", scene, variation, int(cam), int(f))
+            sizes[(cam, f)] = image_size(other) if other.is_file() else sizes[(camera, f)]
+    if len(boxes):
+        wh = np.array([sizes[(c, f)] for c, f in zip(boxes["cameraID"], boxes["frame"])])
+        vkitti2.validate_boxes(boxes, wh[:, 0], wh[:, 1], bbox_path, lines)
     labels = info.set_index("trackID")["label"]
     missing = ~boxes["trackID"].isin(labels.index)
     if missing.any():
         i = int(np.argmax(missing.to_numpy()))
         raise DataError(bbox_path, f"trackID {boxes['trackID'].iloc[i]} is not listed in {info_path}",
-                        line=int(boxes.index[i]) + 2)
-    boxes.insert(0, "line", boxes.index + 2)
+                        line=int(lines[i]))
+    boxes.insert(0, "line", lines)
     boxes.insert(0, "variation", variation)
     boxes.insert(0, "scene", scene)
     boxes.insert(0, "frame_id", [frame_id(scene, variation, c, f) for c, f in zip(boxes["cameraID"], boxes["frame"])])
@@ -101,8 +126,15 @@ def index_vkitti2_sequence(layout: vkitti2.Layout, scene: str, variation: str, c
     return frames_df, boxes.reset_index(drop=True)
 
 
-def index_kitti(root: str | Path, val_fraction: float, seed: int) -> tuple[pd.DataFrame, Iterator[pd.DataFrame]]:
-    """Index KITTI training images with a seeded train/val split (never overlapping)."""
+def index_kitti(root: str | Path, val_fraction: float, seed: int,
+                fingerprints: FingerprintCache | None = None) -> tuple[pd.DataFrame, Iterator[pd.DataFrame]]:
+    """Index KITTI training images with a seeded train/val split (never overlapping).
+
+    Checks each image is whole and reads its size from the header; each file's content
+    fingerprint goes to ``<column>_xxh3`` ('' for an absent optional file). The boxes come as an
+    iterator of one DataFrame per image (``image_id`` + the 15 label columns), each box checked
+    to lie inside its image.
+    """
     ids = kitti.list_training_ids(root)
     if not ids:
         raise DataError(Path(root) / "training" / "image_2", "no PNG images found")
@@ -110,6 +142,7 @@ def index_kitti(root: str | Path, val_fraction: float, seed: int) -> tuple[pd.Da
     n_val = int(round(len(ids) * float(val_fraction)))
     val = {ids[i] for i in order[:n_val]}
     rows = []
+    cache = fingerprints or FingerprintCache(None)
     for image_id in ids:
         p = kitti.training_paths(root, image_id)
         for q in p.values():
@@ -118,17 +151,21 @@ def index_kitti(root: str | Path, val_fraction: float, seed: int) -> tuple[pd.Da
         w, h = image_size(p["image"])
         if not p["label"].is_file():
             raise DataError(p["label"], "missing label file")
-        rows.append([image_id, "val" if image_id in val else "train", rel(p["image"]), rel(p["label"]),
-                     rel(p["calib"]) if p["calib"].is_file() else "",
-                     rel(p["semantic"]) if p["semantic"].is_file() else "", w, h])
+        files = [p["image"], p["label"], p["calib"] if p["calib"].is_file() else "",
+                 p["semantic"] if p["semantic"].is_file() else ""]
+        rows.append([image_id, "val" if image_id in val else "train", *(rel(q) if q else "" for q in files), w, h,
+                     *(cache.fingerprint(q) if q else "" for q in files)])
+    if fingerprints is None:
+        cache.close()
     frames = pd.DataFrame(rows, columns=REAL_COLUMNS)
 
     def boxes() -> Iterator[pd.DataFrame]:
         for row in frames.itertuples():
-            df = kitti.read_label(row.label)
-            bad = (df["left"] < 0) | (df["top"] < 0) | (df["right"] > row.width) | (df["bottom"] > row.height)
-            if bad.any():
-                raise DataError(row.label, f"box outside the {row.width}x{row.height} image", line=int(np.argmax(bad.to_numpy())) + 1)
+            df, lines = kitti.read_label(row.label, with_lines=True)
+            if "score" in df.columns:
+                raise DataError(row.label, "16 fields per line: a result file with scores, not a label file",
+                                line=int(lines[0]))
+            kitti.check_boxes_inside(df, lines, row.width, row.height, row.label)
             df.insert(0, "image_id", row.image_id)
             yield df
     return frames, boxes()
@@ -187,14 +224,15 @@ def configured_roots(base: str | Path | None = None) -> list[Path]:
     """The data roots (:func:`sim2real.safety.data_roots`) of ``<base>/params.yaml`` (default: the
     working directory = repository root); just ``data/`` (and the DVC cache) when there is no
     params file or no ``data`` section."""
-    from sim2real.params import load_params
+    from sim2real.params import read_params_file
 
     base = Path(os.path.abspath(base or Path.cwd()))
     params_file = base / "params.yaml"
     data: dict = {}
     if params_file.is_file():
-        try:
-            data = dict(load_params("data", path=params_file).data or {})
+        try:  # the roots only, unvalidated: a stage that reads `data` validates the whole section itself
+            raw = read_params_file(params_file).get("data")
+            data = dict(raw) if isinstance(raw, dict) else {}
         except ConfigError:
             data = {}
     return data_roots(data, base=base)

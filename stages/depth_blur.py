@@ -90,8 +90,12 @@ def render_frame(item: dict, params: dict, seed: int) -> tuple[np.ndarray, dict,
     except DataError as exc:  # keep the file, add the frame
         raise DataError(exc.path, f"frame {fid}: {exc.reason}", line=exc.line) from None
     if image.shape[1] != int(item["width"]) or image.shape[0] != int(item["height"]):
-        raise DataError(f"frame {fid}", f"image is {image.shape[1]}x{image.shape[0]}, frames.csv says "
-                                        f"{item['width']}x{item['height']}")
+        raise DataError(item["image"], f"frame {fid}: image is {image.shape[1]}x{image.shape[0]}, frames.csv says "
+                                       f"{item['width']}x{item['height']}")
+    for what, arr, path in (("depth map", depth, item["depth"]), ("instance map", instance, item.get("instance_seg"))):
+        if arr is not None and arr.shape[:2] != image.shape[:2]:  # name the file, not only the frame
+            raise DataError(path, f"frame {fid}: {what} is {arr.shape[1]}x{arr.shape[0]}, its image "
+                                  f"{item['image']} is {image.shape[1]}x{image.shape[0]}")
     intrinsics = tuple(float(item[k]) for k in ("fx", "fy", "cx", "cy"))
     values = sample_values(params, seed, fid)
     out, t, airlight = render(image, depth, instance, intrinsics, params, values, name=fid)

@@ -14,7 +14,8 @@ from tqdm import tqdm
 from sim2real.errors import ConfigError
 from sim2real.formats import vkitti2
 from sim2real.cli import entrypoint
-from sim2real.io import atomic_dir, write_json
+from sim2real.fingerprint import FingerprintCache
+from sim2real.io import atomic_dir, scratch_dir, write_json
 from sim2real.manifest import index_kitti, index_vkitti2_sequence
 from sim2real.params import load_params
 
@@ -47,16 +48,18 @@ def main(argv=None) -> None:
     data = load_params("data").data
     layout, kitti_root = roots(data)
     counts = {"frames": 0, "boxes": 0, "real_frames": 0, "real_boxes": 0}
-    with atomic_dir(args.out) as tmp:
+    # content fingerprints (issue 15): hashed once per file version, cached outside every DVC output
+    with atomic_dir(args.out) as tmp, FingerprintCache(scratch_dir("ingest") / "fingerprints.sqlite") as cache:
         seqs = [(s, v) for s in data.scenes for v in data.variations]
         for scene, variation in tqdm(seqs, desc="ingest vkitti2", unit="sequence"):
             frames, boxes = index_vkitti2_sequence(layout, scene, variation, int(data.camera),
-                                                   frame_stride=int(data.frame_stride), max_frames=data.max_frames)
+                                                   frame_stride=data.frame_stride, max_frames=data.max_frames,
+                                                   fingerprints=cache)
             _append(tmp / "frames.csv", frames)
             _append(tmp / "boxes.csv", boxes)
             counts["frames"] += len(frames)
             counts["boxes"] += len(boxes)
-        real, real_boxes = index_kitti(kitti_root, float(data.real_val_fraction), int(data.real_split_seed))
+        real, real_boxes = index_kitti(kitti_root, float(data.real_val_fraction), int(data.real_split_seed), cache)
         real.to_csv(tmp / "real_frames.csv", index=False)
         counts["real_frames"] = len(real)
         for df in tqdm(real_boxes, total=len(real), desc="ingest kitti", unit="image"):

@@ -305,12 +305,12 @@ def _stage_world(root: Path, rng: np.random.Generator) -> None:
     pd.DataFrame(rows).to_csv(root / "dedupe/frames.csv", index=False)
     (root / "ingest").mkdir()
     pd.DataFrame(real).to_csv(root / "ingest/real_frames.csv", index=False)
-    params = {"seed": 0, "compute": {"workers": 1, "device": "cpu"}, "data": {"on_error": "fail"},
+    shipped = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+    params = {"seed": 0, "compute": {"workers": 1, "device": "cpu"}, "data": {**shipped["data"], "on_error": "fail"},
               "cyclegan": {"variations": ["clone"],
                            "train": {**TINY, "ngf": 4, "ndf": 4, "crop_px": 24, "iterations": 3, "checkpoint_every": 2},
                            "translate": {"mode": "whole", "tile_px": 64, "overlap_px": 8, "amp": True,
                                          "jpeg_quality": 95}}}
-    import yaml
     (root / "params.yaml").write_text(yaml.safe_dump(params))
 
 

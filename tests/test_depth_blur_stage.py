@@ -102,7 +102,7 @@ def test_stage_bad_inputs_name_the_frame_or_file(tmp_path):
     small = tmp_path / "small.png"
     write_depth(small, np.full((H, W - 2), 30.0, np.float32))
     frames.assign(depth=str(small)).to_csv(d / "frames.csv", index=False)
-    with pytest.raises(DataError, match="frame Scene01_clone_c0_00000: depth size"):
+    with pytest.raises(DataError, match=r"small\.png: frame Scene01_clone_c0_00000: depth map is 318x120"):
         run(d, tmp_path / "o", tmp_path / "o.json", PARAMS, seed=0, workers=2)
     assert not (tmp_path / "o").exists()  # atomic: nothing half-written
     frames.to_csv(d / "frames.csv", index=False)
@@ -117,14 +117,15 @@ def test_stage_cli_prints_one_line_error(tmp_path):
     small = tmp_path / "small.png"
     write_depth(small, np.full((H - 1, W), 30.0, np.float32))
     frames.assign(depth=str(small)).to_csv(d / "frames.csv", index=False)
-    params = {"blur": PARAMS["blur"], "haze": PARAMS["haze"], "camera": PARAMS["camera"], "seed": 0,
-              "compute": {"workers": 1}, "data": {"on_error": "fail"}}
+    shipped = yaml.safe_load((ROOT / "params.yaml").read_text())  # sections are validated whole on load
+    params = {**shipped, **{k: {**shipped[k], **PARAMS[k]} for k in PARAMS}, "seed": 0,
+              "compute": {**shipped["compute"], "workers": 1}}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     proc = subprocess.run([sys.executable, "-m", "stages.depth_blur", "--dedupe", str(d), "--out", str(tmp_path / "o"),
                            "--report", str(tmp_path / "r.json")], cwd=tmp_path, capture_output=True, text=True,
                           env={"PYTHONPATH": str(ROOT), "SIM2REAL_NO_PROGRESS": "1", "PATH": "/usr/bin:/bin"})
     assert proc.returncode == 1
-    assert proc.stderr.strip().splitlines()[-1].startswith("error: frame Scene01_clone_c0_00000: depth size")
+    assert proc.stderr.strip().splitlines()[-1].startswith(f"error: {small}: frame Scene01_clone_c0_00000: depth map is")
 
 
 # ------------------------------------------------------------------------- the real pipeline

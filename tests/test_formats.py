@@ -114,10 +114,10 @@ def test_unreadable_image(tmp_path):
 
 def test_box_outside_image(tmp_path):
     p = write(tmp_path, "bbox.txt", BBOX_HEADER + "\n0 0 0 10 20 5 15 5 0 0.1 False\n0 0 1 1200 1242 5 15 5 0 0.1 False\n")
-    df = vkitti2.read_bbox(p)
+    df, lines = vkitti2.read_bbox(p, with_lines=True)
     with pytest.raises(DataError, match=r"bbox.txt:3: box \(left=1200, right=1242.*outside the 1242x375 image"):
-        vkitti2.validate_boxes(df, 1242, 375, p)
-    vkitti2.validate_boxes(df.iloc[:1], 1242, 375, p)
+        vkitti2.validate_boxes(df, 1242, 375, p, lines)
+    vkitti2.validate_boxes(df.iloc[:1], 1242, 375, p, lines[:1])
 
 
 def test_class_segmentation_colors(tmp_path):

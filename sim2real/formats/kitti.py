@@ -28,29 +28,31 @@ _KINDS.update(type="str", occluded="int")
 CALIB_KEYS = ("P0", "P1", "P2", "P3", "R0_rect", "Tr_velo_to_cam", "Tr_imu_to_velo")
 
 
-def read_label(path: str | Path) -> pd.DataFrame:
-    """Read a KITTI label or result file; ``score`` column present only when the file has it."""
-    df = parse_table(path, RESULT_COLUMNS, _KINDS, header=False, optional_last=["score"])
+def read_label(path: str | Path, with_lines: bool = False) -> pd.DataFrame | tuple[pd.DataFrame, np.ndarray]:
+    """Read a KITTI label or result file; ``score`` column present only when the file has it (an
+    empty file has the 15 label columns). ``with_lines``: also return each row's 1-based file line."""
+    df, lines = parse_table(path, RESULT_COLUMNS, _KINDS, header=False, optional_last=["score"], with_lines=True)
     bad = ~df["type"].isin(TYPES)
     if bad.any():
         i = int(np.argmax(bad.to_numpy()))
-        raise DataError(path, f"unknown object type '{df['type'].iloc[i]}'", line=_line_of(path, i))
+        raise DataError(path, f"unknown object type '{df['type'].iloc[i]}'", line=int(lines[i]))
     inverted = (df["right"] < df["left"]) | (df["bottom"] < df["top"])
     if inverted.any():
         i = int(np.argmax(inverted.to_numpy()))
-        raise DataError(path, "box with right < left or bottom < top", line=_line_of(path, i))
-    return df
+        raise DataError(path, "box with right < left or bottom < top", line=int(lines[i]))
+    return (df, lines) if with_lines else df
 
 
-def _line_of(path, row: int) -> int:
-    """1-based line of the row-th non-empty line."""
-    n = -1
-    for i, text in enumerate(read_lines(path), start=1):
-        if text.split():
-            n += 1
-            if n == row:
-                return i
-    return row + 1
+def check_boxes_inside(df: pd.DataFrame, lines, width: int, height: int, path: str | Path) -> None:
+    """DataError naming the file and line of the first box outside the ``width`` x ``height`` image.
+
+    KITTI boxes are float pixel coordinates with the image spanning [0, width] x [0, height]."""
+    bad = ((df["left"] < 0) | (df["top"] < 0) | (df["right"] > width) | (df["bottom"] > height)).to_numpy()
+    if bad.any():
+        i = int(np.argmax(bad))
+        r = df.iloc[i]
+        raise DataError(path, f"box (left={r['left']:g}, top={r['top']:g}, right={r['right']:g}, bottom={r['bottom']:g}) "
+                              f"outside the {width}x{height} image", line=int(np.asarray(lines)[i]))
 
 
 PLACEHOLDERS = (-1.0, -10.0, -1000.0)

@@ -19,13 +19,27 @@ BOOL_WORDS = {"true": True, "false": False, "1": True, "0": False}
 
 
 def read_lines(path: str | Path) -> list[str]:
+    """The file's lines (UTF-8). A UTF-8 byte-order mark is an error that says so: it would
+    otherwise be an invisible difference in the first field ("wrong header: expected 'frame ...',
+    got 'frame ...'")."""
     path = Path(path)
     if not path.is_file():
         raise DataError(path, "file not found")
+    raw = path.read_bytes()
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raise DataError(path, "starts with a UTF-8 byte-order mark (BOM, bytes EF BB BF); save the file as "
+                              "UTF-8 without BOM", line=1)
     try:
-        return path.read_text().splitlines()
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise DataError(path, f"not a text file ({exc.reason})") from None
+        line = raw[: exc.start].count(b"\n") + 1
+        raise DataError(path, f"not a UTF-8 text file ({exc.reason} at byte {exc.start})", line=line) from None
+    # lines end at "\n" (an optional "\r" before it is dropped), as editors count them; not
+    # str.splitlines, which also breaks at form feeds and other separators and would shift numbers
+    lines = text.split("\n" if "\n" in text or "\r" not in text else "\r")  # (old Mac files: "\r" only)
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
 
 
 def parse_table(
@@ -36,8 +50,9 @@ def parse_table(
     header: bool = True,
     optional_last: Sequence[str] = (),
     header_tokens: Sequence[str] | None = None,
-) -> pd.DataFrame:
-    """Parse a whitespace-separated table.
+    with_lines: bool = False,
+) -> pd.DataFrame | tuple[pd.DataFrame, np.ndarray]:
+    """Parse a whitespace-separated table (blank lines are skipped).
 
     Parameters
     ----------
@@ -47,6 +62,10 @@ def parse_table(
     optional_last : trailing columns that may be absent on every line (e.g. KITTI's score).
     header_tokens : the header as written in the file when it differs from ``columns`` (e.g.
         extrinsic.txt's repeated ``0 0 0 1``, which cannot be DataFrame column names).
+    with_lines : also return the 1-based file line of each row (int64 array, row order), for
+        errors that name the line: rows are not ``index + 2`` once the file has blank lines.
+
+    A file with no rows has no optional columns (an empty KITTI label file has 15, not 16).
     """
     lines = read_lines(path)
     first = 0
@@ -76,17 +95,19 @@ def parse_table(
             raise DataError(path, f"expected {width} fields like the lines above, got {len(fields)}", line=i)
         rows.append(fields)
         line_no.append(i)
-    cols = list(columns[: width or n_full])
+    cols = list(columns[: width or n_min])
+    lines_arr = np.asarray(line_no, dtype=np.int64)
     if rows:  # fast path: numpy parses the numeric columns; anything unusual takes the checked path below
         arr = np.array(rows, dtype=str)
         fast = {c: _fast_column(arr[:, j], kinds.get(c, "str")) for j, c in enumerate(cols)}
         if all(v is not None for v in fast.values()):
-            return pd.DataFrame(fast)
+            return (pd.DataFrame(fast), lines_arr) if with_lines else pd.DataFrame(fast)
     raw = pd.DataFrame(rows, columns=cols) if rows else pd.DataFrame({c: pd.Series(dtype=object) for c in cols})
     out = {}
     for col in cols:
         out[col] = _convert(path, col, kinds.get(col, "str"), raw[col], line_no)
-    return pd.DataFrame(out)
+    df = pd.DataFrame(out)
+    return (df, lines_arr) if with_lines else df
 
 
 def _fast_column(values: np.ndarray, kind: str):

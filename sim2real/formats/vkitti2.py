@@ -74,13 +74,14 @@ CATEGORY_COLORS: dict[str, tuple[int, int, int]] = {
 
 
 # ---------------------------------------------------------------------------- text ground truth
-def read_bbox(path: str | Path) -> pd.DataFrame:
+def read_bbox(path: str | Path, with_lines: bool = False) -> pd.DataFrame | tuple[pd.DataFrame, np.ndarray]:
     """Read ``bbox.txt``: one row per (frame, camera, track) with exactly the file's columns.
 
     Box order in the file is left, right, top, bottom (integer pixels, inclusive); both cameras
     are interleaved in one file. ``isMoving`` is parsed from True/False or 1/0 into bool.
+    ``with_lines``: also return each row's 1-based line in the file (blank lines counted).
     """
-    return parse_table(path, BBOX_COLUMNS, BBOX_KINDS)
+    return parse_table(path, BBOX_COLUMNS, BBOX_KINDS, with_lines=with_lines)
 
 
 def write_bbox(path: str | Path, df: pd.DataFrame) -> None:
@@ -90,15 +91,15 @@ def write_bbox(path: str | Path, df: pd.DataFrame) -> None:
 
 def read_info(path: str | Path) -> pd.DataFrame:
     """Read ``info.txt`` (``trackID label model color``); labels must be Car, Van or Truck."""
-    df = parse_table(path, INFO_COLUMNS, INFO_KINDS)
+    df, lines = parse_table(path, INFO_COLUMNS, INFO_KINDS, with_lines=True)
     bad = ~df["label"].isin(LABELS)
     if bad.any():
         i = int(np.argmax(bad.to_numpy()))
-        raise DataError(path, f"unknown label '{df['label'].iloc[i]}' (expected one of {', '.join(LABELS)})", line=i + 2)
+        raise DataError(path, f"unknown label '{df['label'].iloc[i]}' (expected one of {', '.join(LABELS)})", line=int(lines[i]))
     dup = df["trackID"].duplicated()
     if dup.any():
         i = int(np.argmax(dup.to_numpy()))
-        raise DataError(path, f"trackID {df['trackID'].iloc[i]} listed twice", line=i + 2)
+        raise DataError(path, f"trackID {df['trackID'].iloc[i]} listed twice", line=int(lines[i]))
     return df
 
 
@@ -153,11 +154,12 @@ def write_colors(path: str | Path, colors: Mapping[str, tuple[int, int, int]] = 
     write_table(path, df, COLORS_COLUMNS)
 
 
-def validate_boxes(df: pd.DataFrame, width, height, path) -> None:
+def validate_boxes(df: pd.DataFrame, width, height, path, lines) -> None:
     """Raise DataError for the first box that lies outside its image or is inverted.
 
-    ``df`` is :func:`read_bbox` output in file order (line = index + 2); ``width``/``height`` are
-    one image size or arrays aligned with ``df`` (one per row: sizes are read per image).
+    ``df`` is :func:`read_bbox` output (or rows of it); ``width``/``height`` are one image size
+    or arrays aligned with ``df`` (one per row: sizes are read per image, per camera); ``lines``
+    the 1-based file line of each row of ``df`` (``read_bbox(path, with_lines=True)``), named in the error.
     """
     w = np.broadcast_to(np.asarray(width), (len(df),))
     h = np.broadcast_to(np.asarray(height), (len(df),))
@@ -166,14 +168,14 @@ def validate_boxes(df: pd.DataFrame, width, height, path) -> None:
     if bad.any():
         i = int(np.argmax(bad))
         raise DataError(path, f"box (left={l[i]}, right={r[i]}, top={t[i]}, bottom={b[i]}) outside the "
-                              f"{w[i]}x{h[i]} image or inverted", line=int(df.index[i]) + 2)
+                              f"{w[i]}x{h[i]} image or inverted", line=int(np.asarray(lines)[i]))
 
 
 # ---------------------------------------------------------------------------- images
 def read_depth_m(path: str | Path) -> np.ndarray:
     """Read a depth PNG as float32 (H, W) z-depth in metres; the far plane (65535 cm) -> +inf."""
     raw = read_gray_any(path)
-    if raw.dtype != np.uint16:
+    if raw.ndim != 2 or raw.dtype != np.uint16:
         raise DataError(path, f"depth must be a 16-bit PNG in centimetres, got {raw.dtype}")
     depth = raw.astype(np.float32) / 100.0
     depth[raw == DEPTH_FAR_CM] = np.inf

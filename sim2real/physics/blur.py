@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from sim2real.errors import ConfigError
+from sim2real.params import MAX_SIGMA_PX
 from sim2real.physics._checks import check_depth, check_image, check_mask, check_nonneg, check_positive, where
 from sim2real.physics.layered import layered_blur, to_u8
 
@@ -82,6 +83,8 @@ def distance_blur(image_u8: np.ndarray, depth_m: np.ndarray, sigma_px: float, ne
     check_image(image_u8, name)
     check_depth(depth_m, image_u8.shape[:2], name)
     sigma_px = check_nonneg(sigma_px, "blur.sigma", name, allow_inf=False)
+    if sigma_px > MAX_SIGMA_PX:
+        raise ConfigError(f"{where(name)}: blur.sigma must be <= {MAX_SIGMA_PX:g} px, got {sigma_px:g}")
     if sigma_px == 0:
         return image_u8.copy()
     smap = distance_sigma_px(depth_m, sigma_px, near_m, far_m, opts.get("curve", "linear"), opts.get("power", 1.0))
@@ -133,6 +136,8 @@ def defocus(image_u8: np.ndarray, depth_m: np.ndarray, focal_length_mm: float, f
     check_positive(focal_length_mm, "blur.focal_length_mm", name)
     check_positive(f_number, "blur.f_number", name)
     check_positive(fx_px, "fx (intrinsics)", name)
+    if not 0 < float(opts.get("max_sigma_px", 8.0)) <= MAX_SIGMA_PX:
+        raise ConfigError(f"{where(name)}: blur.max_sigma_px must be in (0, {MAX_SIGMA_PX:g}], got {opts.get('max_sigma_px')}")
     smap = coc_sigma_px(depth_m, focal_length_mm, f_number, focus_m, fx_px, opts.get("max_sigma_px", 8.0))
     return layered_blur(image_u8, depth_m, smap, step_px=opts.get("step_px", 0.5),
                         max_layers=opts.get("max_layers", 16), side=depth_m < focus_m)

@@ -40,13 +40,13 @@ import cv2
 import numpy as np
 
 from sim2real.errors import ConfigError
+from sim2real.params import TEMPERATURE_RANGE_K
 from sim2real.physics._checks import check_image, check_positive, where
 
 #: XYZ (D65) → linear sRGB, IEC 61966-2-1
 XYZ_TO_SRGB = np.array([[3.2406, -1.5372, -0.4986],
                         [-0.9689, 1.8758, 0.0415],
                         [0.0557, -0.2040, 1.0570]])
-TEMPERATURE_RANGE_K = (1667.0, 25000.0)
 REFERENCE_K = 6504.0  # the correlated colour temperature of D65, sRGB's white
 
 

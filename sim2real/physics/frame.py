@@ -28,10 +28,11 @@ from typing import Mapping
 import numpy as np
 
 from sim2real.errors import ConfigError
+from sim2real.params import MAX_SIGMA_PX, check_random
 from sim2real.physics._checks import check_depth, check_image, check_mask, where
 from sim2real.physics.blur import CURVES, apply_targets, coc_sigma_px, distance_sigma_px, target_weight
 from sim2real.physics.camera import chromatic_aberration_u8, motion_blur_f32, sensor_noise_u8, vignetting_u8
-from sim2real.physics.colour import TEMPERATURE_RANGE_K, colour_u8, is_neutral, white_balance_gains
+from sim2real.physics.colour import colour_u8, is_neutral, white_balance_gains
 from sim2real.physics.haze import resolve_airlight, check_visibility, koschmieder_u8, lowfreq_noise, transmission
 from sim2real.physics.layered import layered_blur, to_u8
 from sim2real.rng import frame_rng
@@ -72,21 +73,8 @@ VALUE_COLUMNS = tuple(col for _, _, col, _ in RANDOM_KEYS) + ("noise_seed",) + t
 
 
 def _range(section: str, key: str, spec) -> tuple[float, float] | None:
-    if spec is None:
-        return None
-    if isinstance(spec, (list, tuple)):
-        if len(spec) != 2:
-            raise ConfigError(f"{section}.{key}: expected a value or a [low, high] range, got {spec!r}")
-        lo, hi = spec
-    else:
-        lo = hi = spec
-    try:
-        lo, hi = float(lo), float(hi)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{section}.{key}: expected numbers, got {spec!r}") from None
-    if math.isnan(lo) or math.isnan(hi) or hi < lo:
-        raise ConfigError(f"{section}.{key}: range [low, high] needs low <= high, got {spec!r}")
-    return lo, hi
+    """(low, high) of an (R) value, checked by :func:`sim2real.params.check_random` (NaN, bounds, .inf)."""
+    return check_random(f"{section}.{key}", spec)
 
 
 def sample_values(params: Mapping, seed: int, frame_id: str) -> dict:
@@ -107,9 +95,10 @@ def sample_values(params: Mapping, seed: int, frame_id: str) -> dict:
                 out[col] = None
                 continue
             lo, hi = rng_
-            if integer:
-                out[col] = int(lo + math.floor(u * (hi - lo + 1))) if hi > lo else int(lo)
-                out[col] = min(out[col], int(hi))
+            if hi == lo:  # a fixed value (also .inf, where inf - inf would give NaN)
+                out[col] = int(lo) if integer else lo
+            elif integer:
+                out[col] = min(int(lo + math.floor(u * (hi - lo + 1))), int(hi))
             else:
                 out[col] = lo + u * (hi - lo)
 
@@ -126,7 +115,7 @@ def _get(sec: Mapping, key: str, default):
 
 def check_config(params: Mapping) -> None:
     """Validate the non-random settings early (before any frame is processed)."""
-    blur, haze, cam = params.get("blur") or {}, params.get("haze") or {}, params.get("camera") or {}
+    blur, haze = params.get("blur") or {}, params.get("haze") or {}
     mode = _get(blur, "mode", "distance")
     if mode not in MODES:
         raise ConfigError(f"blur.mode must be one of {MODES}, got {mode!r}")
@@ -134,28 +123,12 @@ def check_config(params: Mapping) -> None:
         raise ConfigError(f"blur.curve must be one of {CURVES}, got {blur.get('curve')!r}")
     if _get(blur, "targets", "all") not in ("all", "objects", "background"):
         raise ConfigError(f"blur.targets must be all | objects | background, got {blur.get('targets')!r}")
-    vis = _range("haze", "visibility_m", haze.get("visibility_m"))
-    if vis is not None and vis[0] <= 0:
-        raise ConfigError(f"haze.visibility_m must be > 0 (null or .inf = no haze), got {haze.get('visibility_m')!r}")
+    # NaN, bounds (sigma <= MAX_SIGMA_PX, |chromatic aberration| < 0.5, colour temperature range, JPEG
+    # quality 1..100), .inf only where it means something: sim2real.params.RANDOM_RULES, one table
     for section, key, _, _ in RANDOM_KEYS + LATER_KEYS:
-        sec = params.get(section) or {}
-        r = _range(section, key, sec.get(key))
-        if r is not None and r[0] < 0 and (section, key) not in SIGNED_KEYS:
-            raise ConfigError(f"{section}.{key} must be >= 0, got {sec.get(key)!r}")
-    for key in ("tone_gamma", "wb_gain_r", "wb_gain_b"):
-        r = _range("camera", key, cam.get(key))
-        if r is not None and r[0] <= 0:
-            raise ConfigError(f"camera.{key} must be > 0, got {cam.get(key)!r}")
-    ca = _range("camera", "chromatic_aberration", cam.get("chromatic_aberration"))
-    if ca is not None and max(abs(ca[0]), abs(ca[1])) >= 0.5:
-        raise ConfigError(f"camera.chromatic_aberration must satisfy |k| < 0.5, got {cam.get('chromatic_aberration')!r}")
-    wb_t = _range("camera", "wb_temperature_k", cam.get("wb_temperature_k"))
-    if wb_t is not None and not (TEMPERATURE_RANGE_K[0] <= wb_t[0] and wb_t[1] <= TEMPERATURE_RANGE_K[1]):
-        raise ConfigError(f"camera.wb_temperature_k must be within {TEMPERATURE_RANGE_K[0]:.0f}.."
-                          f"{TEMPERATURE_RANGE_K[1]:.0f} K (null = off), got {cam.get('wb_temperature_k')!r}")
-    q = _range("camera", "jpeg_quality", cam.get("jpeg_quality"))
-    if q is not None and not (1 <= q[0] and q[1] <= 100):
-        raise ConfigError(f"camera.jpeg_quality must be within 1..100, got {cam.get('jpeg_quality')!r}")
+        _range(section, key, (params.get(section) or {}).get(key))
+    if float(_get(blur, "max_sigma_px", 8.0)) > MAX_SIGMA_PX:
+        raise ConfigError(f"blur.max_sigma_px must be <= {MAX_SIGMA_PX:g}, got {blur.get('max_sigma_px')!r}")
     if not 0 <= float(_get(haze, "min_transmission", 0.0)) < 1:
         raise ConfigError(f"haze.min_transmission must be in [0, 1), got {haze.get('min_transmission')!r}")
 
