@@ -47,12 +47,24 @@ def rel(path: Path) -> str:
         return str(path)
 
 
+def _skip_or_raise(exc: DataError, skipped: list | None, fid: str) -> None:
+    """Under ``data.on_error: skip`` (``skipped`` is a list) record a bad frame; else re-raise."""
+    from sim2real.parallel import Skipped, is_system_error
+    if skipped is None or is_system_error(exc):
+        raise exc
+    skipped.append(Skipped(fid, str(exc)))
+
+
 def index_vkitti2_sequence(layout: vkitti2.Layout, scene: str, variation: str, camera: int, *,
-                           frame_stride: int = 1, max_frames: int | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+                           frame_stride: int = 1, max_frames: int | None = None,
+                           skipped: list | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Index one scene/variation: (frames of ``camera``, boxes of every camera for those frames).
 
     Reads bbox.txt, info.txt and intrinsic.txt; checks that each frame's four image files exist,
     reads each RGB size from its header, and that every box of ``camera`` lies inside its image.
+    ``skipped``: a list (``data.on_error: skip``) gets a :class:`sim2real.parallel.Skipped` for
+    each frame with a bad file (missing, unreadable, outside its dataset folder, no intrinsics),
+    and that frame and its boxes are left out; None (``fail``) raises the DataError instead.
     """
     frames = layout.frames(scene, variation, camera)[::max(1, int(frame_stride))]
     if max_frames:
@@ -67,16 +79,21 @@ def index_vkitti2_sequence(layout: vkitti2.Layout, scene: str, variation: str, c
     intr = intr[intr["cameraID"] == camera].set_index("frame")
     rows = []
     sizes = {}
-    for f in frames:
+    for f in list(frames):
         paths = {m: layout.frame_path(m, scene, variation, camera, f) for m in vkitti2.FRAME_FILE}
-        for m, p in paths.items():
-            if not p.is_file():
-                raise DataError(p, f"missing {m} file for frame {f}")
-            resolve_within(p, [layout.roots[m]], source=p)  # no symlink out of the dataset
-        w, h = image_size(paths["rgb"])
+        try:
+            for m, p in paths.items():
+                if not p.is_file():
+                    raise DataError(p, f"missing {m} file for frame {f}")
+                resolve_within(p, [layout.roots[m]], source=p)  # no symlink out of the dataset
+            w, h = image_size(paths["rgb"])
+            if f not in intr.index:
+                raise DataError(layout.textgt(scene, variation, "intrinsic"), f"no intrinsics for frame {f} camera {camera}")
+        except DataError as exc:
+            _skip_or_raise(exc, skipped, frame_id(scene, variation, camera, f))
+            frames.remove(f)  # left out with its boxes
+            continue
         sizes[f] = (w, h)
-        if f not in intr.index:
-            raise DataError(layout.textgt(scene, variation, "intrinsic"), f"no intrinsics for frame {f} camera {camera}")
         k = intr.loc[f]
         rows.append([frame_id(scene, variation, camera, f), scene, variation, camera, f, w, h,
                      rel(paths["rgb"]), rel(paths["depth"]), rel(paths["classSegmentation"]),
@@ -101,8 +118,13 @@ def index_vkitti2_sequence(layout: vkitti2.Layout, scene: str, variation: str, c
     return frames_df, boxes.reset_index(drop=True)
 
 
-def index_kitti(root: str | Path, val_fraction: float, seed: int) -> tuple[pd.DataFrame, Iterator[pd.DataFrame]]:
-    """Index KITTI training images with a seeded train/val split (never overlapping)."""
+def index_kitti(root: str | Path, val_fraction: float, seed: int,
+                skipped: list | None = None) -> tuple[pd.DataFrame, Iterator[pd.DataFrame]]:
+    """Index KITTI training images with a seeded train/val split (never overlapping).
+
+    ``skipped``: as in :func:`index_vkitti2_sequence`; an image whose label file is bad is found
+    only while its boxes are read, so the caller keeps the frames whose boxes were yielded.
+    """
     ids = kitti.list_training_ids(root)
     if not ids:
         raise DataError(Path(root) / "training" / "image_2", "no PNG images found")
@@ -112,12 +134,16 @@ def index_kitti(root: str | Path, val_fraction: float, seed: int) -> tuple[pd.Da
     rows = []
     for image_id in ids:
         p = kitti.training_paths(root, image_id)
-        for q in p.values():
-            if q.exists():
-                resolve_within(q, [root], source=q)  # no symlink out of the dataset
-        w, h = image_size(p["image"])
-        if not p["label"].is_file():
-            raise DataError(p["label"], "missing label file")
+        try:
+            for q in p.values():
+                if q.exists():  # inside its folder (training/image_2, ...: each may be a symlink, see data_roots)
+                    resolve_within(q, [q.parent], source=q)
+            w, h = image_size(p["image"])
+            if not p["label"].is_file():
+                raise DataError(p["label"], "missing label file")
+        except DataError as exc:
+            _skip_or_raise(exc, skipped, image_id)
+            continue
         rows.append([image_id, "val" if image_id in val else "train", rel(p["image"]), rel(p["label"]),
                      rel(p["calib"]) if p["calib"].is_file() else "",
                      rel(p["semantic"]) if p["semantic"].is_file() else "", w, h])
@@ -125,10 +151,14 @@ def index_kitti(root: str | Path, val_fraction: float, seed: int) -> tuple[pd.Da
 
     def boxes() -> Iterator[pd.DataFrame]:
         for row in frames.itertuples():
-            df = kitti.read_label(row.label)
-            bad = (df["left"] < 0) | (df["top"] < 0) | (df["right"] > row.width) | (df["bottom"] > row.height)
-            if bad.any():
-                raise DataError(row.label, f"box outside the {row.width}x{row.height} image", line=int(np.argmax(bad.to_numpy())) + 1)
+            try:
+                df = kitti.read_label(row.label)
+                bad = (df["left"] < 0) | (df["top"] < 0) | (df["right"] > row.width) | (df["bottom"] > row.height)
+                if bad.any():
+                    raise DataError(row.label, f"box outside the {row.width}x{row.height} image", line=int(np.argmax(bad.to_numpy())) + 1)
+            except DataError as exc:
+                _skip_or_raise(exc, skipped, row.image_id)
+                continue
             df.insert(0, "image_id", row.image_id)
             yield df
     return frames, boxes()

@@ -188,8 +188,10 @@ def test_corrupt_frame_fails_with_its_name_or_is_skipped_and_counted(tmp_path, w
     (tmp_path / "frame3.jpg").write_bytes(b"\xff\xd8 not a jpeg")
     with pytest.raises(DataError, match=r"frame3\.jpg: unreadable image"):
         list(map_frames(read_one, items, workers=workers))
+    with pytest.raises(DataError, match=r"1 of 5 frames skipped .*max_skip_fraction=0.05.*frame3\.jpg"):
+        list(map_frames(read_one, items, workers=workers, on_error="skip"))  # 20% > the default 5%
     skips, rows = SkipLog(), []
-    for res in map_frames(read_one, items, workers=workers, on_error="skip"):
+    for res in map_frames(read_one, items, workers=workers, on_error="skip", max_skip_fraction=0.25):
         if not skips.take(res):
             rows.append(res)
     report = skips.report(frames_in=len(items), frames_out=len(rows))
