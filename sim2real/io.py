@@ -136,7 +136,7 @@ class _Lock:
 class _Slot:
     """One output of a transaction: final path, temporary path, lock."""
 
-    def __init__(self, final: Path, suffix: str):
+    def __init__(self, final: Path, suffix: str, shown: str | Path | None = None):
         self.final = final
         real = Path(os.path.realpath(final.parent)) / final.name
         key = f"{final.name}-{hashlib.sha256(str(real).encode()).hexdigest()[:10]}"
@@ -151,11 +151,11 @@ class _Slot:
         if area is not None:
             _ensure_sim2real_dir(root)
             area.mkdir(exist_ok=True)
-            self.lock = _Lock(area / f"{key}.lock", final)
+            self.lock = _Lock(area / f"{key}.lock", shown or final)
             same_fs = os.stat(area).st_dev == os.stat(_existing(final.parent)).st_dev
         else:
             locks = Path(tempfile.gettempdir()) / "sim2real-locks"
-            self.lock = _Lock(locks / f"{key}.lock", final)
+            self.lock = _Lock(locks / f"{key}.lock", shown or final)
             same_fs = False
         self.tmp = area / f"{key}.tmp-{pid}{suffix}" if same_fs else final.with_name(f".{final.name}.tmp-{pid}{suffix}")
         self.lock.acquire()
@@ -192,7 +192,7 @@ class Outputs:
         final = Path(os.path.abspath(path))
         if any(s.final == final for s, _ in self._slots):
             raise ValueError(f"{path}: declared twice as an output")
-        slot = _Slot(final, suffix)
+        slot = _Slot(final, suffix, shown=path)
         self._slots.append((slot, is_dir))
         return slot
 

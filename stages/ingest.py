@@ -69,10 +69,10 @@ def main(argv=None) -> None:
         real, real_boxes = index_kitti(kitti_root, float(data.real_val_fraction), int(data.real_split_seed),
                                        skipped=logs["kitti"].skipped if skip else None)
         check_manifest_paths(real, Path(args.out) / "real_frames.csv", allowed)
+        n_real = len(real) + len(logs["kitti"].skipped)  # before the label files add their skips
         for df in tqdm(real_boxes, total=len(real), desc="ingest kitti", unit="image"):
             _append(tmp / "real_boxes.csv", df)
             counts["real_boxes"] += len(df)
-        n_real = len(real) + len(logs["kitti"].skipped)  # image/label problems are found in both loops
         real = real[~real["image_id"].isin({s.frame_id for s in logs["kitti"].skipped})]
         real.to_csv(tmp / "real_frames.csv", index=False)
         counts["real_frames"] = len(real)

@@ -47,7 +47,7 @@ def test_sigkill_mid_stage_leaves_no_output_and_rerun_is_identical(tmp_path):
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 
     def one_frame_done():  # frame 0 written for both cameras, inside the stage's temporary output
-        return any((repo / "data").glob(".demo.tmp-*/vkitti2/*rgb/Scene01/clone/frames/rgb/Camera_1/rgb_00000.jpg"))
+        return any(repo.glob(".sim2real/tmp/demo-*.tmp-*/vkitti2/*rgb/Scene01/clone/frames/rgb/Camera_1/rgb_00000.jpg"))
 
     _kill_when(proc, one_frame_done)
     assert proc.returncode == -signal.SIGKILL
@@ -57,7 +57,8 @@ def test_sigkill_mid_stage_leaves_no_output_and_rerun_is_identical(tmp_path):
 
     dvc(repo, "repro", "demo")
     assert dvc(repo, "status", "demo").stdout.strip().endswith("up to date.")
-    assert not list((repo / "data").glob(".demo.tmp-*"))  # the killed run's temporary is gone
+    assert not list(repo.glob(".sim2real/tmp/demo-*.tmp-*"))  # the killed run's temporary is gone
+    assert not [p for p in (repo / "data").rglob("*") if ".tmp-" in p.name]  # and none was ever in data/
     reference = tmp_path / "reference"
     generate(reference, workers=1, **DEMO)  # an uninterrupted run of the same generator
     assert tree_digest(repo / "data" / "demo") == tree_digest(reference)
