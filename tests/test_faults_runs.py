@@ -312,3 +312,21 @@ def test_data_roots_ingest_accepts_are_the_ones_dedupe_accepts(world, tmp_path, 
         depth.symlink_to(elsewhere)
         proc = stage(repo, "stages.ingest", "--out", "data/ingest")
         assert proc.returncode == 1 and "depth_00002.png" in proc.stderr and "outside the data roots" in proc.stderr
+
+
+@pytest.mark.slow
+def test_killing_dvc_repro_stops_its_stage(tmp_path):
+    """The real case: DVC runs the stage through ``$SHELL -c``; SIGKILL of dvc alone stops the stage."""
+    repo = make_repo(tmp_path / "repo", {"demo": {**WORLD, "frames_per_scene": 6}, "compute": {"workers": 1}})
+    proc = subprocess.Popen([str(BIN / "dvc"), "repro", "demo"], cwd=repo, env=_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    _wait_for(lambda: _stage_temp(repo, "demo"), proc, "the stage's temporary output")
+    children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+    assert children, "dvc has no child process"
+    proc.kill()  # dvc only, not its process group
+    proc.wait(timeout=30)
+    t0 = time.monotonic()
+    while any(_alive(int(c)) for c in children) and time.monotonic() - t0 < 60:
+        time.sleep(0.05)
+    assert not any(_alive(int(c)) for c in children), "the stage outlived dvc"
+    assert not (repo / "data" / "demo").exists() and not temporaries(repo)
