@@ -231,15 +231,15 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-def _demo_repo(tmp_path: Path) -> Path:
+def _demo_repo(tmp_path: Path, frames_per_scene: int) -> Path:
     repo = tmp_path / "repo"
-    write_params(repo, demo={**WORLD, "frames_per_scene": 6}, compute={"workers": 1})
+    write_params(repo, demo={**WORLD, "frames_per_scene": frames_per_scene}, compute={"workers": 1})
     (repo / ".dvc").mkdir()
     return repo
 
 
 def test_second_run_of_a_stage_fails_at_once_naming_the_first(tmp_path):
-    repo = _demo_repo(tmp_path)
+    repo = _demo_repo(tmp_path, frames_per_scene=2)  # the first run is held with SIGSTOP: size does not matter
     env = {**_env(), "PYTHONPATH": str(ROOT)}
     first = subprocess.Popen([sys.executable, "-m", "stages.demo", "--out", "data/demo"], cwd=repo, env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -254,7 +254,8 @@ def test_second_run_of_a_stage_fails_at_once_naming_the_first(tmp_path):
         os.kill(first.pid, signal.SIGCONT)
     _, err = first.communicate(timeout=300)
     assert first.returncode == 0, err  # the first run was not disturbed
-    assert (repo / "data" / "demo" / "kitti" / "training" / "image_2" / "000003.png").is_file()
+    assert (repo / "data" / "demo" / "vkitti2" / "vkitti_2.0.3_rgb" / "Scene01" / "clone" / "frames" / "rgb" /
+            "Camera_0" / "rgb_00001.jpg").is_file()
     assert not temporaries(repo)
 
 
@@ -267,7 +268,7 @@ child.wait()
 
 
 def test_stage_exits_and_leaves_nothing_when_its_parent_is_killed(tmp_path):
-    repo = _demo_repo(tmp_path)
+    repo = _demo_repo(tmp_path, frames_per_scene=6)  # long enough to be killed mid-write
     env = {**_env(), "PYTHONPATH": str(ROOT)}
     parent = subprocess.Popen([sys.executable, "-c", PARENT], cwd=repo, env=env, stdout=subprocess.PIPE, text=True)
     child = int(parent.stdout.readline())
