@@ -58,3 +58,15 @@ class StorageError(OSError):
 
     def __reduce__(self):
         return (StorageError, (self.errno, self.message, self.path))
+class OutputBusy(RuntimeError):
+    """Another live process is writing the same output (see :mod:`sim2real.io`)."""
+
+    def __init__(self, path: str | Path, pid: int | None):
+        self.path = str(path)
+        self.pid = pid
+        who = f"pid {pid}" if pid is not None else "pid unknown"
+        super().__init__(f"{path}: already running ({who}): another run of this stage is writing this "
+                         f"output; wait for it to finish or stop it")
+
+    def __reduce__(self):
+        return (OutputBusy, (self.path, self.pid))

@@ -52,9 +52,18 @@ def rel(path: Path) -> str:
         return str(path)
 
 
+def _skip_or_raise(exc: DataError, skipped: list | None, fid: str) -> None:
+    """Under ``data.on_error: skip`` (``skipped`` is a list) record a bad frame; else re-raise."""
+    from sim2real.parallel import Skipped, is_system_error
+    if skipped is None or is_system_error(exc):
+        raise exc
+    skipped.append(Skipped(fid, str(exc)))
+
+
 def index_vkitti2_sequence(layout: vkitti2.Layout, scene: str, variation: str, camera: int, *,
                            frame_stride: int = 1, max_frames: int | None = None,
-                           fingerprints: FingerprintCache | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+                           fingerprints: FingerprintCache | None = None,
+                           skipped: list | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Index one scene/variation: (frames of ``camera``, boxes of every camera for those frames).
 
     Reads bbox.txt, info.txt and intrinsic.txt; checks that each frame's four image files exist,
@@ -63,6 +72,9 @@ def index_vkitti2_sequence(layout: vkitti2.Layout, scene: str, variation: str, c
     (the other camera's size from its RGB header, or this camera's when that file is absent).
     Each file's content fingerprint goes to ``<column>_xxh3`` (:mod:`sim2real.fingerprint`;
     ``fingerprints`` caches them across runs).
+    ``skipped``: a list (``data.on_error: skip``) gets a :class:`sim2real.parallel.Skipped` for
+    each frame with a bad file (missing, unreadable, outside its dataset folder, no intrinsics),
+    and that frame and its boxes are left out; None (``fail``) raises the DataError instead.
     """
     if frame_stride < 1 or (max_frames is not None and max_frames < 1):
         raise ConfigError(f"data.frame_stride must be >= 1 and data.max_frames >= 1 or null, got "
@@ -81,20 +93,25 @@ def index_vkitti2_sequence(layout: vkitti2.Layout, scene: str, variation: str, c
     rows = []
     sizes: dict[tuple[int, int], tuple[int, int]] = {}  # (camera, frame) -> (width, height)
     cache = fingerprints or FingerprintCache(None)
-    for f in frames:
+    for f in list(frames):
         paths = {m: layout.frame_path(m, scene, variation, camera, f) for m in vkitti2.FRAME_FILE}
-        for m, p in paths.items():
-            if not p.is_file():
-                raise DataError(p, f"missing {m} file for frame {f}")
-            resolve_within(p, [layout.roots[m]], source=p)  # no symlink out of the dataset
-        w, h = image_size(paths["rgb"])
-        for m in ("depth", "classSegmentation", "instanceSegmentation"):
-            size = image_size(paths[m])
-            if size != (w, h):
-                raise DataError(paths[m], f"{m} map is {size[0]}x{size[1]}, the frame's RGB image {paths['rgb']} is {w}x{h}")
+        try:
+            for m, p in paths.items():
+                if not p.is_file():
+                    raise DataError(p, f"missing {m} file for frame {f}")
+                resolve_within(p, [layout.roots[m]], source=p)  # no symlink out of the dataset
+            w, h = image_size(paths["rgb"])
+            for m in ("depth", "classSegmentation", "instanceSegmentation"):
+                size = image_size(paths[m])
+                if size != (w, h):
+                    raise DataError(paths[m], f"{m} map is {size[0]}x{size[1]}, the frame's RGB image {paths['rgb']} is {w}x{h}")
+            if f not in intr.index:
+                raise DataError(layout.textgt(scene, variation, "intrinsic"), f"no intrinsics for frame {f} camera {camera}")
+        except DataError as exc:
+            _skip_or_raise(exc, skipped, frame_id(scene, variation, camera, f))
+            frames.remove(f)  # left out with its boxes
+            continue
         sizes[(camera, f)] = (w, h)
-        if f not in intr.index:
-            raise DataError(layout.textgt(scene, variation, "intrinsic"), f"no intrinsics for frame {f} camera {camera}")
         k = intr.loc[f]
         rows.append([frame_id(scene, variation, camera, f), scene, variation, camera, f, w, h,
                      rel(paths["rgb"]), rel(paths["depth"]), rel(paths["classSegmentation"]),
@@ -127,13 +144,16 @@ def index_vkitti2_sequence(layout: vkitti2.Layout, scene: str, variation: str, c
 
 
 def index_kitti(root: str | Path, val_fraction: float, seed: int,
-                fingerprints: FingerprintCache | None = None) -> tuple[pd.DataFrame, Iterator[pd.DataFrame]]:
+                fingerprints: FingerprintCache | None = None,
+                skipped: list | None = None) -> tuple[pd.DataFrame, Iterator[pd.DataFrame]]:
     """Index KITTI training images with a seeded train/val split (never overlapping).
 
     Checks each image is whole and reads its size from the header; each file's content
     fingerprint goes to ``<column>_xxh3`` ('' for an absent optional file). The boxes come as an
     iterator of one DataFrame per image (``image_id`` + the 15 label columns), each box checked
     to lie inside its image.
+    ``skipped``: as in :func:`index_vkitti2_sequence`; an image whose label file is bad is found
+    only while its boxes are read, so the caller keeps the frames whose boxes were yielded.
     """
     ids = kitti.list_training_ids(root)
     if not ids:
@@ -145,12 +165,16 @@ def index_kitti(root: str | Path, val_fraction: float, seed: int,
     cache = fingerprints or FingerprintCache(None)
     for image_id in ids:
         p = kitti.training_paths(root, image_id)
-        for q in p.values():
-            if q.exists():
-                resolve_within(q, [root], source=q)  # no symlink out of the dataset
-        w, h = image_size(p["image"])
-        if not p["label"].is_file():
-            raise DataError(p["label"], "missing label file")
+        try:
+            for q in p.values():
+                if q.exists():  # inside its folder (training/image_2, ...: each may be a symlink, see data_roots)
+                    resolve_within(q, [q.parent], source=q)
+            w, h = image_size(p["image"])
+            if not p["label"].is_file():
+                raise DataError(p["label"], "missing label file")
+        except DataError as exc:
+            _skip_or_raise(exc, skipped, image_id)
+            continue
         files = [p["image"], p["label"], p["calib"] if p["calib"].is_file() else "",
                  p["semantic"] if p["semantic"].is_file() else ""]
         rows.append([image_id, "val" if image_id in val else "train", *(rel(q) if q else "" for q in files), w, h,
@@ -161,11 +185,15 @@ def index_kitti(root: str | Path, val_fraction: float, seed: int,
 
     def boxes() -> Iterator[pd.DataFrame]:
         for row in frames.itertuples():
-            df, lines = kitti.read_label(row.label, with_lines=True)
-            if "score" in df.columns:
-                raise DataError(row.label, "16 fields per line: a result file with scores, not a label file",
-                                line=int(lines[0]))
-            kitti.check_boxes_inside(df, lines, row.width, row.height, row.label)
+            try:
+                df, lines = kitti.read_label(row.label, with_lines=True)
+                if "score" in df.columns:
+                    raise DataError(row.label, "16 fields per line: a result file with scores, not a label file",
+                                    line=int(lines[0]))
+                kitti.check_boxes_inside(df, lines, row.width, row.height, row.label)
+            except DataError as exc:
+                _skip_or_raise(exc, skipped, row.image_id)
+                continue
             df.insert(0, "image_id", row.image_id)
             yield df
     return frames, boxes()

@@ -15,8 +15,12 @@ place, so that every per-frame stage gets them by passing keyword options:
 * **Errors** (``on_error``): ``"fail"`` (default) re-raises an exception of a frame as
   :class:`~sim2real.errors.FrameError` naming the frame id (a :class:`~sim2real.errors.DataError`
   is kept as is, since it already names its file); ``"skip"`` yields a :class:`Skipped` marker in
-  that frame's place instead. Stages count markers with :class:`SkipLog` and list them in their
-  report, so frame counts never shrink silently.
+  the place of a frame whose *input* is bad (a ``DataError``) and stops the map, as ``fail`` does,
+  on anything else: a config error, a programming error, a full or read-only disk
+  (:func:`is_system_error`). More skipped frames than ``max_skip_fraction`` (params
+  ``data.max_skip_fraction``), or every frame, stop the map too (:func:`check_skips`). Stages
+  count markers with :class:`SkipLog` and list them in their report, so frame counts never
+  shrink silently, and a stage that would write no frame fails.
 * **Resume** (``resume_dir``): finished frames are kept in a scratch folder outside the DVC
   output, keyed by a hash of ``fn`` and its keyword arguments (the stage params) and by a
   fingerprint of each item (its fields and the size/mtime of the files it names). After a crash,
@@ -31,6 +35,7 @@ back-pressure): https://distributed.dask.org/en/stable/
 from __future__ import annotations
 
 import collections
+import errno
 import hashlib
 import json
 import multiprocessing as mp
@@ -48,6 +53,10 @@ from tqdm import tqdm
 from sim2real.errors import ConfigError, DataError, FrameError
 
 ON_ERROR = ("fail", "skip")
+DEFAULT_MAX_SKIP_FRACTION = 0.05  # params data.max_skip_fraction when absent
+#: errnos of a failing machine, not of a bad frame: never skipped
+SYSTEM_ERRNOS = frozenset({errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.ENOMEM, errno.EMFILE, errno.ENFILE,
+                           errno.EIO})
 DEFAULT_BATCH_SIZE = 8
 RESULT_FILE = "result.pkl"
 FILES_DIR = "files"
@@ -80,6 +89,7 @@ class SkipLog:
     """
 
     skipped: list[Skipped] = field(default_factory=list)
+    name: str = "frames"  #: names the stage (or input) in the error when nothing is left to write
 
     def take(self, result: Any) -> bool:
         """True (and recorded) when ``result`` is a :class:`Skipped` marker."""
@@ -92,13 +102,54 @@ class SkipLog:
         """``{"frames_in", "frames_out", "frames_skipped", "skipped": [...]}``; checks the sum.
 
         Raises RuntimeError when ``frames_in != frames_out + frames_skipped`` (a frame lost
-        without a trace is a bug, never a result).
+        without a trace is a bug, never a result) and DataError when frames came in but none is
+        left to write (an empty dataset is never a result).
         """
         if int(frames_in) != int(frames_out) + len(self.skipped):
             raise RuntimeError(f"frame count mismatch: {frames_in} in, {frames_out} written, "
                                f"{len(self.skipped)} skipped")
+        if int(frames_in) and not int(frames_out):
+            first = f"; first: {self.skipped[0].message}" if self.skipped else ""
+            raise DataError(self.name, f"no frame left to write ({frames_in} in, {len(self.skipped)} skipped){first}")
         return {"frames_in": int(frames_in), "frames_out": int(frames_out),
                 "frames_skipped": len(self.skipped), "skipped": [s.as_dict() for s in self.skipped]}
+
+
+def check_max_skip_fraction(value: Any) -> float:
+    """Validate ``data.max_skip_fraction`` (a number in [0, 1]; null = the default 0.05)."""
+    if value is None:
+        return DEFAULT_MAX_SKIP_FRACTION
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        f = float("nan")
+    if isinstance(value, bool) or not 0.0 <= f <= 1.0:
+        raise ConfigError(f"params.yaml: data.max_skip_fraction must be a number in [0, 1], got {value!r}")
+    return f
+
+
+def check_skips(skipped: int, total: int, max_fraction: float, first: str = "", *, where: str | None = None,
+                final: bool = True) -> None:
+    """Raise DataError when more than ``max_fraction`` of ``total`` frames (or, once ``final``,
+    every one of them) were skipped under ``on_error: skip``; ``first`` is the first skip's message."""
+    if not skipped:
+        return
+    if skipped > max_fraction * total or (final and skipped >= total):
+        why = "every frame" if skipped >= total else f"more than data.max_skip_fraction={max_fraction:g}"
+        raise DataError(where, f"{skipped} of {total} frames skipped under data.on_error=skip "
+                               f"({100.0 * skipped / max(total, 1):.0f}%: {why}); first: {first}")
+
+
+def is_system_error(exc: BaseException) -> bool:
+    """True when ``exc`` or an exception it was raised from is an OSError of the machine (disk
+    full, read-only file system, I/O error, out of memory or file handles): never a bad frame."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, MemoryError) or (isinstance(exc, OSError) and exc.errno in SYSTEM_ERRNOS):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def check_on_error(value: str) -> str:
@@ -144,8 +195,8 @@ class _Runner:
             if self.resume is None:
                 return _call(self.fn, self.kwargs, item)
             return self._resumable(item)
-        except Exception as exc:  # noqa: BLE001 - policy decides
-            if self.on_error == "skip":
+        except DataError as exc:  # bad input of this frame: the only thing "skip" may skip
+            if self.on_error == "skip" and not is_system_error(exc):
                 return Skipped(_frame_id(item), str(exc))
             raise
 
@@ -395,6 +446,7 @@ def map_frames(
     batch_size: int | None = None,
     max_in_flight: int | None = None,
     on_error: str = "fail",
+    max_skip_fraction: float = DEFAULT_MAX_SKIP_FRACTION,
     resume_dir: str | Path | None = None,
     params_hash: str | None = None,
     resume_write_arg: str = "out_dir",
@@ -415,7 +467,10 @@ def map_frames(
     batch_size : items per Dask task (default 8).
     max_in_flight : Dask batches submitted but not yet consumed (default 2 x cluster threads).
     on_error : ``"fail"`` raises FrameError/DataError naming the frame; ``"skip"`` yields a
-        :class:`Skipped` marker in its place (count them with :class:`SkipLog`).
+        :class:`Skipped` marker in the place of a frame that raised a DataError (count them with
+        :class:`SkipLog`); any other error stops the map as under ``"fail"``.
+    max_skip_fraction : under ``"skip"``, more skipped frames than this share of the items (known
+        once their number is: at once for a sized ``items``), or every item, raise DataError.
     resume_dir : scratch folder (outside any DVC output, e.g. :func:`sim2real.io.scratch_dir`);
         when set, finished frames survive a crash and are not recomputed by the next run.
         Contract: ``fn`` writes every file of a frame under the folder given as its keyword
@@ -428,6 +483,7 @@ def map_frames(
     Keyword names above are reserved: ``fn`` cannot take arguments with those names.
     """
     check_on_error(on_error)
+    max_skip_fraction = check_max_skip_fraction(max_skip_fraction)
     batch_size = int(batch_size or DEFAULT_BATCH_SIZE)
     if batch_size < 1 or (max_in_flight is not None and int(max_in_flight) < 1):
         raise ConfigError("compute.batch_size and compute.max_in_flight must be >= 1")
@@ -438,7 +494,7 @@ def map_frames(
     runner = _Runner(fn, kwargs, on_error, resume)
     total = len(items) if hasattr(items, "__len__") else None
     bar = _progress(total, desc, None if progress is None else not progress)
-    skipped = 0
+    skipped, seen, first = 0, 0, ""
     results = None
     try:
         if distributed:
@@ -448,9 +504,15 @@ def map_frames(
         else:
             results = _pool_map(runner, items, workers, chunksize)
         for result in results:
-            skipped += isinstance(result, Skipped)
+            seen += 1
+            if isinstance(result, Skipped):
+                skipped += 1
+                first = first or f"frame {result.frame_id}: {result.message}"
+                if total is not None:  # stop as soon as the share is exceeded
+                    check_skips(skipped, total, max_skip_fraction, first, where=desc, final=False)
             yield result
             bar.update(1)
+        check_skips(skipped, seen, max_skip_fraction, first, where=desc)
         if resume is not None and skipped == 0:
             shutil.rmtree(resume.root, ignore_errors=True)
     finally:
@@ -469,8 +531,8 @@ def compute_options(compute: Any, data: Any = None, *, stage: str | None = None)
     """map_frames keyword options from the params sections ``compute`` (and ``data``).
 
     Reads ``compute.workers``, ``compute.scheduler``, ``compute.batch_size``,
-    ``compute.max_in_flight``, ``compute.resume`` (needs ``stage`` for the scratch folder) and
-    ``data.on_error``; keys that are absent get the defaults. Pass ``data`` only from a stage that
+    ``compute.max_in_flight``, ``compute.resume`` (needs ``stage`` for the scratch folder),
+    ``data.on_error`` and ``data.max_skip_fraction``; keys that are absent get the defaults. Pass ``data`` only from a stage that
     handles :class:`Skipped` markers (with :class:`SkipLog`); without it ``on_error`` is ``fail``.
     Usage::
 
@@ -480,7 +542,8 @@ def compute_options(compute: Any, data: Any = None, *, stage: str | None = None)
     d = dict(data or {})
     opts = {"workers": int(c.get("workers", 1) or 1), "scheduler": c.get("scheduler") or "local",
             "batch_size": c.get("batch_size"), "max_in_flight": c.get("max_in_flight"),
-            "on_error": check_on_error(str(d.get("on_error") or "fail"))}
+            "on_error": check_on_error(str(d.get("on_error") or "fail")),
+            "max_skip_fraction": check_max_skip_fraction(d.get("max_skip_fraction"))}
     is_distributed(opts["scheduler"])  # validates the value
     if c.get("resume"):
         if not stage:

@@ -201,6 +201,7 @@ class DataParams(Params):
     real_val_fraction: Fraction01 = Field(description="share of the real KITTI frames held out for evaluation")
     real_split_seed: int
     on_error: Literal["fail", "skip"]
+    max_skip_fraction: Fraction01
 
     @model_validator(mode="after")
     def _roots_for_source(self):

@@ -5,8 +5,11 @@
   the allowed roots (also resolved, so a data root that is itself a symlink to a mounted disk is
   fine). ``../../etc/passwd``, an absolute path elsewhere, or a symlink inside the dataset that
   points outside it raise :class:`~sim2real.errors.DataError` naming the manifest.
-* :func:`data_roots` — the configured data roots; a relative one in params.yaml must stay inside
-  the repository.
+* :func:`data_roots` — the configured data roots: ``data/``, ``data.demo_root`` (inside the
+  repository) and the external datasets ``data.vkitti2_root`` / ``data.kitti_root`` wherever they
+  resolve (another disk, ``../datasets/vkitti2``), each of their modality folders included
+  wherever *it* resolves. Ingest checks every path it records against these roots, with the same
+  function the later stages use, so what ingest accepts no later stage refuses.
 * :func:`block_network` — a context manager that refuses outgoing connections to anything but
   loopback (and UNIX sockets); the tests run the default pipeline under it.
 * :func:`load_torch_file` — the one way a user-supplied weights file is read: ``torch.load`` with
@@ -20,6 +23,7 @@ OWASP, "Path Traversal" (CWE-22) and "Link Following" (CWE-59).
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import ipaddress
 import os
 import re
@@ -65,14 +69,36 @@ def resolve_within(path: str | Path, roots: Sequence[str | Path], *, source: str
     raise DataError(source or path, f"path {str(path)!r} {how} {real}, outside the data roots ({names})", line=line)
 
 
+#: the folders of an external dataset root that may each live on another disk (symlinked):
+#: vKITTI2 ships one archive per modality (``vkitti_2.0.3_rgb/``, ...), KITTI one per folder
+#: of ``training/``
+DATASET_FOLDERS = {"vkitti2_root": ("vkitti_*",), "kitti_root": ("training", "training/*")}
+
+
+def _dataset_folders(root: Path, patterns: Sequence[str]) -> list[Path]:
+    """Folders under ``root`` matching ``patterns`` ('/'-separated, matched case-insensitively
+    as the dataset readers match names)."""
+    out = []
+    for pattern in patterns:
+        level = [root]
+        for part in pattern.lower().split("/"):
+            level = [c for d in level if d.is_dir() for c in sorted(d.iterdir()) if fnmatch.fnmatch(c.name.lower(), part)]
+        out.extend(p for p in level if p.is_dir())
+    return out
+
+
 def data_roots(data: Any = None, base: str | Path | None = None) -> list[Path]:
     """The configured data roots, resolved: the repository's ``data/`` plus ``data.demo_root``,
     ``data.vkitti2_root`` and ``data.kitti_root`` when set (params section ``data``), plus the
     repository's DVC cache (``.dvc/cache``, for checkouts with ``cache.type: symlink``).
 
-    A relative root must stay inside the repository (``base``) *before* its symlinks are followed
-    (``data/`` may be a symlink to another disk; ``data/../x`` is refused); only the external
-    roots (vkitti2, kitti) may be absolute. Raises ConfigError naming the key.
+    ``data.demo_root`` (a DVC output) must stay inside the repository (``base``) *before* its
+    symlinks are followed (``data/`` may be a symlink to another disk; ``data/../x`` is refused).
+    The external roots (vkitti2, kitti) are the user's datasets and may be anywhere: absolute, or
+    relative to the repository (``../datasets/vkitti2``); each of their dataset folders
+    (:data:`DATASET_FOLDERS`, e.g. ``vkitti_2.0.3_rgb/`` symlinked to another disk) is a root
+    wherever it resolves. Anything below those folders must resolve inside them. Raises
+    ConfigError naming the key.
     """
     base = Path(os.path.abspath(base or Path.cwd()))
     roots = [base / "data"]
@@ -82,16 +108,23 @@ def data_roots(data: Any = None, base: str | Path | None = None) -> list[Path]:
         if not value:
             continue
         root = Path(str(value)).expanduser()
-        if root.is_absolute():
-            if key == "demo_root":
+        if key == "demo_root":
+            if root.is_absolute():
                 raise ConfigError(f"params.yaml: data.{key} must be a path inside the repository, "
                                   f"got absolute {value!r}")
-        elif not Path(os.path.normpath(base / root)).is_relative_to(base):
-            raise ConfigError(f"params.yaml: data.{key}={value!r} points outside the repository {base}")
-        roots.append(base / root)
+            if not Path(os.path.normpath(base / root)).is_relative_to(base):
+                raise ConfigError(f"params.yaml: data.{key}={value!r} points outside the repository {base}")
+        root = base / root
+        roots.append(root)
+        roots.extend(_dataset_folders(root, DATASET_FOLDERS.get(key, ())))
     if (base / ".dvc" / "cache").is_dir():  # DVC checkouts with cache.type symlink point into it
         roots.append(base / ".dvc" / "cache")
-    return [Path(os.path.realpath(r)) for r in roots]
+    out: list[Path] = []
+    for r in roots:
+        real = Path(os.path.realpath(r))
+        if real not in out:
+            out.append(real)
+    return out
 
 
 # ----------------------------------------------------------------------------- network guard

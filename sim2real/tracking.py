@@ -150,12 +150,16 @@ class Tracker:
     wandb_root : folder under which W&B writes ``wandb/``; default ``SIM2REAL_WANDB_ROOT`` or the
         current directory (the repository root for DVC stages).
     project, entity : override params.yaml ``tracking.project`` / ``tracking.entity``.
+    outputs : the stage's :class:`sim2real.io.Outputs` transaction: DVCLive then writes into a
+        temporary folder renamed into ``dvclive_dir`` together with the stage's other outputs.
+        Without it the folder is still written to a temporary, renamed when the ``with`` block
+        ends without error. Either way a failed stage leaves the old ``dvclive_dir`` untouched.
     """
 
     def __init__(self, stage: str, variant: str | None, config: Mapping[str, Any] | None = None,
                  dvclive_dir: str | Path | None = None, *, wandb_root: str | Path | None = None,
                  project: str | None = None, entity: str | None = None,
-                 params_file: str | Path = "params.yaml"):
+                 params_file: str | Path = "params.yaml", outputs=None):
         if not stage:
             raise ConfigError("Tracker: stage name must not be empty")
         self.stage = stage
@@ -174,6 +178,8 @@ class Tracker:
         self.live = None      # the DVCLive Live (None without dvclive_dir)
         self._step = 0
         self._run_dir: Path | None = None
+        self._outputs = outputs
+        self._own_outputs = None  # atomic_outputs() context of the DVCLive folder when no outputs given
 
     # ------------------------------------------------------------------ lifecycle
     @property
@@ -221,18 +227,35 @@ class Tracker:
             self._run_dir = Path(self.run.dir).parent
         if self.dvclive_dir is not None:
             from dvclive import Live
-            self.live = Live(dir=str(self.dvclive_dir), save_dvc_exp=False, dvcyaml=None, report=None)
+            from sim2real.io import atomic_outputs
+            outputs = self._outputs
+            if outputs is None:
+                self._own_outputs = atomic_outputs()
+                outputs = self._own_outputs.__enter__()
+            try:
+                live_tmp = outputs.dir(self.dvclive_dir)
+                self.live = Live(dir=str(live_tmp), save_dvc_exp=False, dvcyaml=None, report=None)
+            except BaseException:
+                self.__exit__(*sys.exc_info())
+                raise
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if self.live is not None:
-            self.live.end()
-            self.live = None
-        if self.run is not None:
-            self.run.finish(exit_code=0 if exc_type is None else 1)
-            self.run = None
-            if self._run_dir is not None:
-                _wait_for_run_file(self._run_dir)
+        try:
+            try:
+                if self.live is not None:
+                    self.live.end()
+                    self.live = None
+            finally:
+                own, self._own_outputs = self._own_outputs, None
+                if own is not None:  # rename the DVCLive folder into place (or drop it on an error)
+                    own.__exit__(exc_type, exc, tb)
+        finally:
+            if self.run is not None:
+                self.run.finish(exit_code=0 if exc_type is None else 1)
+                self.run = None
+                if self._run_dir is not None:
+                    _wait_for_run_file(self._run_dir)
 
     # ------------------------------------------------------------------ logging
     def log(self, metrics: Mapping[str, Any], step: int | None = None) -> None:

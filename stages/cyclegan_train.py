@@ -25,7 +25,7 @@ from sim2real.cyclegan.train import LOSS_NAMES, TrainConfig, data_fingerprint, d
 from sim2real.formats.images import read_rgb, write_image
 from sim2real.cli import entrypoint
 from sim2real.manifest import read_manifest
-from sim2real.io import atomic_dir, atomic_file, write_json
+from sim2real.io import atomic_file, atomic_outputs, write_json
 from sim2real.params import load_params
 from sim2real.tracking import Tracker
 
@@ -71,7 +71,10 @@ def main(argv=None) -> None:
                         data_fingerprint(paths_a, paths_b))
     config = {"train": dict(cg.train), "variations": list(cg.variations), "seed": int(p.seed),
               "device": cfg.device, "frames_a": len(paths_a), "frames_b": len(paths_b), "params_hash": phash}
-    with Tracker("cyclegan_train", None, config=config, dvclive_dir=args.live) as tracker:
+    # all outputs (model, losses, report, DVCLive folder) are renamed into place together, last;
+    # only the persist checkpoints are written as training goes (that is what they are for)
+    with atomic_outputs() as outs, \
+            Tracker("cyclegan_train", None, config=config, dvclive_dir=args.live, outputs=outs) as tracker:
         logged: list[int] = []
 
         def on_iteration(step: int, losses: dict) -> None:
@@ -85,13 +88,13 @@ def main(argv=None) -> None:
                 tracker.log({k: trainer.history[k][i] for k in ("lr", *LOSS_NAMES)}, step=int(step))
         grid = sample_grid(trainer.model, read_rgb(paths_a[0]), read_rgb(paths_b[0]))
         tracker.log_image("samples", grid)
-        with atomic_dir(args.out) as tmp:
-            save_generator(tmp / "generator_a2b.pt", trainer.model.g_ab)
-            write_image(tmp / "samples.jpg", grid, jpeg_quality=90)
-            write_json(tmp / "model.json", {"ngf": cfg.ngf, "n_blocks": cfg.n_blocks, "iterations": result.total_iterations,
-                                            "params_hash": phash, "direction": "A2B (synthetic -> real)",
-                                            "load": "torch.load(path, weights_only=True) -> state_dict"})
-        write_losses_csv(args.losses, trainer.history)
+        tmp = outs.dir(args.out)
+        save_generator(tmp / "generator_a2b.pt", trainer.model.g_ab)
+        write_image(tmp / "samples.jpg", grid, jpeg_quality=90)
+        write_json(tmp / "model.json", {"ngf": cfg.ngf, "n_blocks": cfg.n_blocks, "iterations": result.total_iterations,
+                                        "params_hash": phash, "direction": "A2B (synthetic -> real)",
+                                        "load": "torch.load(path, weights_only=True) -> state_dict"})
+        write_losses_csv(outs.path(args.losses), trainer.history)
         summary = {
             "iterations": result.total_iterations,
             "frames_a": len(paths_a),
@@ -101,7 +104,7 @@ def main(argv=None) -> None:
         tracker.summary(summary)
         tracker.run_info({"seconds": round(result.seconds, 2), "resumed_from": result.resumed_from,
                           "restarted_on_params_change": bool(result.restarted_reason)})
-    write_json(args.report, {**summary, "params_hash": phash})
+        outs.json(args.report, {**summary, "params_hash": phash})
     print(f"cyclegan_train: {result.total_iterations} iterations (resumed from {result.resumed_from}) "
           f"in {result.seconds:.1f} s on {len(paths_a)} synthetic / {len(paths_b)} real frames")
 

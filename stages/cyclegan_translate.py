@@ -42,7 +42,7 @@ from sim2real.errors import ConfigError, DataError
 from sim2real.formats.images import read_rgb, write_image
 from sim2real.cli import entrypoint
 from sim2real.manifest import read_manifest
-from sim2real.io import atomic_dir, atomic_file, write_json
+from sim2real.io import atomic_outputs
 from sim2real.parallel import SkipLog, compute_options, is_distributed, map_frames
 from sim2real.params import load_params
 
@@ -180,10 +180,11 @@ def main(argv=None) -> None:
 
     raw, translated = DomainStats(), DomainStats()
     rows = []
-    skips = SkipLog()  # data.on_error: skip -> a corrupt frame is left out and listed in the report
+    skips = SkipLog(name="cyclegan_translate")  # data.on_error: skip -> a bad frame is left out and listed
     records = frames.to_dict("records")
     t0 = time.perf_counter()
-    with atomic_dir(args.out) as tmp:
+    with atomic_outputs() as outs:  # both outputs renamed into place together, after all work
+        tmp = outs.dir(args.out)
         (tmp / "images").mkdir()
         (tmp / "labels").mkdir()
         for res in map_frames(translate_frame, records, desc="cyclegan_translate", **opts,
@@ -197,28 +198,26 @@ def main(argv=None) -> None:
             rows.append(res["row"])
             raw.add_summary(res["raw_hist"], res["raw_sharp"])
             translated.add_summary(res["out_hist"], res["out_sharp"])
-        with atomic_file(tmp / "frames.csv") as fh:
-            pd.DataFrame(rows).to_csv(fh, index=False)
-    seconds = time.perf_counter() - t0
-
-    edge = np.array([r["edge_corr"] for r in rows])
-    report = {"frames": len(rows), "mode": mode, "device": device,
-              "generator": {"file": str(model), "sha256": model_sha256, "layout": layout.layout,
-                            "dropped_running_stats": layout.dropped_running_stats},
-              "edge_corr": {"min": float(edge.min()), "mean": float(edge.mean())},
-              **skips.report(frames_in=len(records), frames_out=len(rows))}
-    for split in ("train", "val"):
-        ref = real_stats(real, split)
-        if ref.n == 0:
-            continue
-        d_raw, d_out = raw.distance(ref), translated.distance(ref)
-        report[f"real_{split}"] = {
-            "frames": ref.n,
-            "lab_w1_raw": round(d_raw["lab_w1"], 4), "lab_w1_translated": round(d_out["lab_w1"], 4),
-            "sharpness_gap_raw": round(d_raw["sharpness_gap"], 4),
-            "sharpness_gap_translated": round(d_out["sharpness_gap"], 4),
-        }
-    write_json(args.report, report)
+        pd.DataFrame(rows).to_csv(tmp / "frames.csv", index=False)
+        seconds = time.perf_counter() - t0
+        counts = skips.report(frames_in=len(records), frames_out=len(rows))  # fails when no frame is left
+        edge = np.array([r["edge_corr"] for r in rows])
+        report = {"frames": len(rows), "mode": mode, "device": device,
+                  "generator": {"file": str(model), "sha256": model_sha256, "layout": layout.layout,
+                                "dropped_running_stats": layout.dropped_running_stats},
+                  "edge_corr": {"min": float(edge.min()), "mean": float(edge.mean())}, **counts}
+        for split in ("train", "val"):
+            ref = real_stats(real, split)
+            if ref.n == 0:
+                continue
+            d_raw, d_out = raw.distance(ref), translated.distance(ref)
+            report[f"real_{split}"] = {
+                "frames": ref.n,
+                "lab_w1_raw": round(d_raw["lab_w1"], 4), "lab_w1_translated": round(d_out["lab_w1"], 4),
+                "sharpness_gap_raw": round(d_raw["sharpness_gap"], 4),
+                "sharpness_gap_translated": round(d_out["sharpness_gap"], 4),
+            }
+        outs.json(args.report, report)
     summary = report.get("real_val", report.get("real_train", {}))
     print(f"cyclegan_translate: {len(rows)} frames in {seconds:.1f} s; Lab W1 to real "
           f"{summary.get('lab_w1_raw')} (raw) -> {summary.get('lab_w1_translated')} (translated)")

@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from sim2real.formats.yolo import boxes_to_yolo, format_labels
 from sim2real.cli import entrypoint
-from sim2real.io import atomic_dir, write_json
+from sim2real.io import atomic_outputs
 from sim2real.labels import REASONS, count_reasons, dedupe
 from sim2real.manifest import check_manifest_paths, iter_groups
 from sim2real.params import load_params
@@ -42,7 +42,8 @@ def main(argv=None) -> None:
     totals = {"boxes_in": 0, "boxes_kept": 0}
     reasons = {k: 0 for k in REASONS}
     per_class = {c: 0 for c in rules["classes"]}
-    with atomic_dir(args.out) as tmp:
+    with atomic_outputs() as outs:  # both outputs renamed into place together, after all work
+        tmp = outs.dir(args.out)
         labels_dir = tmp / "labels"
         labels_dir.mkdir()
         kept_by_frame: dict[str, pd.DataFrame] = {}
@@ -72,9 +73,9 @@ def main(argv=None) -> None:
             n_boxes.append(0 if g is None else len(g))
         out = frames.assign(image=frames["rgb"], label=label_paths, n_boxes=n_boxes)
         out.to_csv(tmp / "frames.csv", index=False)
-    report = {**totals, "boxes_dropped": totals["boxes_in"] - totals["boxes_kept"], "dropped_by_reason": reasons,
-              "kept_by_class": per_class, "frames": len(frames), "rules": rules}
-    write_json(args.report, report)
+        report = {**totals, "boxes_dropped": totals["boxes_in"] - totals["boxes_kept"], "dropped_by_reason": reasons,
+                  "kept_by_class": per_class, "frames": len(frames), "rules": rules}
+        outs.json(args.report, report)
     print(f"dedupe: kept {totals['boxes_kept']} of {totals['boxes_in']} boxes; dropped {reasons}")
 
 

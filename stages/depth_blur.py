@@ -27,7 +27,7 @@ from sim2real.errors import DataError
 from sim2real.formats.images import read_rgb, write_image
 from sim2real.formats.vkitti2 import read_depth_m, read_instance_seg
 from sim2real.formats.yolo import boxes_to_yolo, format_labels
-from sim2real.io import atomic_dir, atomic_file, write_json
+from sim2real.io import atomic_outputs
 from sim2real.manifest import read_manifest
 from sim2real.parallel import SkipLog, compute_options, map_frames
 from sim2real.params import layer, load_params, plain
@@ -162,8 +162,9 @@ def run(dedupe_dir: str | Path, out_dir: str | Path, report: str | Path, params:
     check_config(params)
     items = read_frames(dedupe_dir)
     rows = []
-    skips = SkipLog()  # data.on_error: skip -> corrupt frames are listed, never silently lost
-    with atomic_dir(out_dir) as tmp:
+    skips = SkipLog(name="depth_blur")  # data.on_error: skip -> corrupt frames are listed, never silently lost
+    with atomic_outputs() as outs:  # every output renamed into place together, after all work
+        tmp = outs.dir(out_dir)
         (tmp / "images").mkdir()
         (tmp / "labels").mkdir()
         for row in map_frames(process_frame, items, workers=workers, desc="depth_blur", **map_options,
@@ -172,11 +173,10 @@ def run(dedupe_dir: str | Path, out_dir: str | Path, report: str | Path, params:
                 continue
             rows.append(row)  # metadata only: pixels stay in the workers
         table = pd.DataFrame(rows)
-        with atomic_file(tmp / "frames.csv") as fh:
-            table.to_csv(fh, index=False)
-    summary = summarise(table, params)
-    summary.update(skips.report(frames_in=len(items), frames_out=len(rows)))
-    write_json(report, summary)
+        table.to_csv(tmp / "frames.csv", index=False)
+        summary = summarise(table, params)
+        summary.update(skips.report(frames_in=len(items), frames_out=len(rows)))
+        outs.json(report, summary)
     return summary
 
 

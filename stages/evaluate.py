@@ -24,7 +24,7 @@ from sim2real.detect.predict import predict_kitti, val_metrics
 from sim2real.detect.train import remove_tree, scratch_dir
 from sim2real.errors import ConfigError
 from sim2real.cli import entrypoint
-from sim2real.io import atomic_dir, write_json
+from sim2real.io import atomic_outputs
 from sim2real.manifest import check_manifest_paths
 from sim2real.metrics import kitti_ap
 from sim2real.params import load_params
@@ -87,10 +87,10 @@ def drop_none(d):
 def main(argv=None) -> None:
     args = cli(argv)
     p = load_params("evaluate", "classes")
-    with atomic_dir(args.out) as tmp:
-        metrics = evaluate(args.variant, args.weights, args.val, tmp, p)
-    if args.metrics is not None:
-        write_json(args.metrics, metrics)
+    with atomic_outputs() as outs:  # detections and metrics renamed into place together, last
+        metrics = evaluate(args.variant, args.weights, args.val, outs.dir(args.out), p)
+        if args.metrics is not None:
+            outs.json(args.metrics, metrics)
     with Tracker("evaluate", args.variant, config={"evaluate": dict(p.evaluate), "weights": str(args.weights)}) as t:
         t.summary(drop_none(metrics))
     car = metrics["kitti"].get("Car", {})

@@ -19,7 +19,7 @@ from sim2real.cli import entrypoint
 from sim2real.errors import DataError
 from sim2real.formats.images import read_rgb
 from sim2real.formats.yolo import read_labels, yolo_to_boxes
-from sim2real.io import atomic_dir, write_json
+from sim2real.io import atomic_outputs
 from sim2real.metrics.gap import GapSettings, ImageStats, compare_domains, image_stats
 from sim2real.metrics.plots import plot_blur_profile
 from sim2real.manifest import read_manifest
@@ -120,8 +120,9 @@ def main(argv=None) -> None:
     workers = max(1, min(int(p.compute.workers), (len(sim_work) + len(real_work)) // 64))
     t0 = time.perf_counter()
     opts = {k: v for k, v in compute_options(p.compute, p.data).items()
-            if k in ("scheduler", "batch_size", "max_in_flight", "on_error")}
-    sim_skips, real_skips = SkipLog(), SkipLog()  # data.on_error: skip -> listed in the JSON, never lost
+            if k in ("scheduler", "batch_size", "max_in_flight", "on_error", "max_skip_fraction")}
+    # data.on_error: skip -> listed in the JSON, never lost
+    sim_skips, real_skips = SkipLog(name=f"gap {args.variant} sim"), SkipLog(name="gap real")
     sims = [r for r in map_frames(stats_one, sim_work, workers=workers, desc=f"gap {args.variant} sim",
                                   settings=settings, **opts) if not sim_skips.take(r)]
     reals = [r for r in map_frames(stats_one, real_work, workers=workers, desc="gap real", settings=settings, **opts)
@@ -137,15 +138,16 @@ def main(argv=None) -> None:
     result["sim_frames"] = sim_skips.report(frames_in=len(sim_work), frames_out=len(sims))
     result["real_frames"] = real_skips.report(frames_in=len(real_work), frames_out=len(reals))
     result["directions"] = {k: "lower is better" for k in HEADLINE}
-    with atomic_dir(args.curves) as tmp:
+    config = {"gap": dict(p.gap), "seed": p.seed, "classes": classes}
+    with atomic_outputs() as outs:  # curves, JSON and DVCLive folder renamed into place together, last
+        tmp = outs.dir(args.curves)
         curves["blur_profile"].to_csv(tmp / "blur_profile.csv", index=False, float_format="%.6g")
         curves["spectrum"].to_csv(tmp / "spectrum.csv", index=False, float_format="%.6g")
-    write_json(args.out, result)
-    config = {"gap": dict(p.gap), "seed": p.seed, "classes": classes}
-    with Tracker("gap", args.variant, config, dvclive_dir=args.live) as tr:
-        tr.summary({k: result[k] for k in HEADLINE})
-        tr.log_image("sample_sim_vs_real", sample_pair(sims[0], reals[0]))
-        tr.log_image("blur_profile", plot_blur_profile(curves["blur_profile"], args.variant))
+        outs.json(args.out, result)
+        with Tracker("gap", args.variant, config, dvclive_dir=args.live, outputs=outs) as tr:
+            tr.summary({k: result[k] for k in HEADLINE})
+            tr.log_image("sample_sim_vs_real", sample_pair(sims[0], reals[0]))
+            tr.log_image("blur_profile", plot_blur_profile(curves["blur_profile"], args.variant))
     print(f"gap {args.variant}: " + ", ".join(f"{k}={result[k]:.4g}" for k in HEADLINE)
               + f" ({result['feature_extractor']}; {time.perf_counter() - t0:.1f} s)")
 

@@ -27,6 +27,7 @@ Params: style, seed, compute.device, compute.workers (``compute.scheduler`` / ``
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import time
@@ -40,7 +41,7 @@ from sim2real.cli import entrypoint
 from sim2real.errors import ConfigError, DataError
 from sim2real.formats.images import read_gray_any, read_rgb, write_image
 from sim2real.formats.vkitti2 import read_class_seg
-from sim2real.io import atomic_dir, atomic_file, write_json
+from sim2real.io import atomic_outputs
 from sim2real.manifest import read_manifest
 from sim2real.parallel import compute_options, is_distributed, map_frames
 from sim2real.params import load_params, plain
@@ -347,14 +348,17 @@ def _absolute(frames: list[dict]) -> None:
 def run(dedupe_dir, real_dir, out_dir, report, style_cfg: dict, seed: int, device: str, workers: int,
         grid: str | Path | None = None, *, timing: str | Path | None = None, tracker=None,
         scheduler="local", batch_size: int | None = None, max_in_flight: int | None = None,
-        resume_dir: str | Path | None = None, on_error: str = "fail") -> dict:
+        resume_dir: str | Path | None = None, on_error: str = "fail", outputs=None,
+        max_skip_fraction: float | None = None) -> dict:
     """The stage: style every frame of ``dedupe_dir`` → the variant dataset ``out_dir`` + ``report``.
 
     ``scheduler`` / ``batch_size`` (frames per Dask task) / ``max_in_flight`` / ``resume_dir`` are
     :func:`sim2real.parallel.compute_options`'s; they change where batches run, never the bytes
     (the torch thread count per process does: it is ``cpu_count // workers`` everywhere).
     ``timing``: CSV of wall-clock seconds; ``tracker``: an entered :class:`sim2real.tracking.Tracker`.
-    ``on_error``: only ``fail`` (a bad frame stops the stage, naming it).
+    ``on_error``: only ``fail`` (a bad frame stops the stage, naming it; ``max_skip_fraction``
+    is therefore unused). ``outputs``: the stage's :func:`sim2real.io.atomic_outputs` transaction (default: its own);
+    every output is renamed into place only after all work, the grid included, succeeded.
     Returns the report dict (deterministic: no wall-clock numbers).
     """
     check_style_config(style_cfg, device)
@@ -390,7 +394,8 @@ def run(dedupe_dir, real_dir, out_dir, report, style_cfg: dict, seed: int, devic
         opts.update(resume_dir=resume_dir, resume_write_arg="tmp_dir")
     rows: list[dict] = []
     times: list[dict] = []
-    with atomic_dir(out_dir) as tmp:
+    with atomic_outputs() if outputs is None else contextlib.nullcontext(outputs) as outs:
+        tmp = outs.dir(out_dir)
         (tmp / "images").mkdir()
         (tmp / "labels").mkdir()
         tmp_dir = os.path.abspath(tmp) if distributed else str(tmp)
@@ -404,28 +409,23 @@ def run(dedupe_dir, real_dir, out_dir, report, style_cfg: dict, seed: int, devic
             if tracker is not None:
                 tracker.log({"batch": batch_metrics(batch_rows)}, step=k)
         table = pd.DataFrame(rows, columns=CSV_COLUMNS)
-        with atomic_file(tmp / "frames.csv") as fh:
-            table.to_csv(fh, index=False, float_format="%.6g")
-    if grid is not None:
-        n = max(1, int(style_cfg.get("grid_frames", 1)))
-        img = make_grid(frames[:n], style_cfg, seed, device)
-        tmp_grid = Path(grid).with_name(f".{Path(grid).name}.tmp-{os.getpid()}.jpg")
-        tmp_grid.parent.mkdir(parents=True, exist_ok=True)
-        write_image(tmp_grid, img, jpeg_quality=90)
-        os.replace(tmp_grid, grid)
+        table.to_csv(tmp / "frames.csv", index=False, float_format="%.6g")
+        if grid is not None:  # the last step that can fail (it loads VGG16): before any rename
+            n = max(1, int(style_cfg.get("grid_frames", 1)))
+            img = make_grid(frames[:n], style_cfg, seed, device)
+            write_image(outs.path(grid), img, jpeg_quality=90)
+            if tracker is not None:
+                tracker.log_image("style_grid", img)
+        summary = summarise(table, style_cfg, source, device, pool)
+        outs.json(report, summary)
+        stage_seconds = time.perf_counter() - t_start
+        if timing is not None:
+            with outs.file(timing) as fh:
+                pd.DataFrame(times, columns=TIMING_COLUMNS).to_csv(fh, index=False, float_format="%.4f")
         if tracker is not None:
-            tracker.log_image("style_grid", img)
-    summary = summarise(table, style_cfg, source, device, pool)
-    write_json(report, summary)
-    stage_seconds = time.perf_counter() - t_start
-    if timing is not None:
-        tt = pd.DataFrame(times, columns=TIMING_COLUMNS)
-        with atomic_file(timing) as fh:
-            tt.to_csv(fh, index=False, float_format="%.4f")
-    if tracker is not None:
-        tracker.summary(summary)
-        tracker.run_info({"stage_seconds": stage_seconds,
-                          "mean_seconds_per_frame": float(np.mean([t["seconds"] for t in times])) if times else None})
+            tracker.summary(summary)
+            tracker.run_info({"stage_seconds": stage_seconds,
+                              "mean_seconds_per_frame": float(np.mean([t["seconds"] for t in times])) if times else None})
     return summary
 
 
@@ -465,9 +465,10 @@ def main(argv=None) -> None:
     opts = compute_options(p.compute, stage="style_transfer")  # workers; Dask scheduler / resume when set
     style_cfg = plain(p.style)
     config = {"style": style_cfg, "seed": int(p.seed), "device": str(p.compute.device)}
-    with Tracker("style_transfer", style_cfg["method"], config=config, dvclive_dir=args.live) as tracker:
+    with atomic_outputs() as outs, \
+            Tracker("style_transfer", style_cfg["method"], config=config, dvclive_dir=args.live, outputs=outs) as tracker:
         s = run(args.dedupe, args.real, args.out, args.report, style_cfg, int(p.seed), str(p.compute.device),
-                grid=args.grid, timing=args.timing, tracker=tracker, **opts)
+                grid=args.grid, timing=args.timing, tracker=tracker, outputs=outs, **opts)
     note = " (VGG16 weights: random)" if s["vgg_weights"] == "random" else ""
     print(f"style_transfer: {s['frames']} frames with {s['method']}, {s['style_images_used']} style images "
           f"from {s['style_pool_train_frames']} real train frames{note}")

@@ -15,7 +15,7 @@ from pathlib import Path
 from sim2real.detect import datasets
 from sim2real.detect.train import TrainConfig, finite_or_none, remove_tree, results_table, scratch_dir, train
 from sim2real.cli import entrypoint
-from sim2real.io import atomic_dir, atomic_file
+from sim2real.io import atomic_outputs
 from sim2real.params import load_params
 from sim2real.tracking import Tracker
 
@@ -47,11 +47,12 @@ def main(argv=None) -> None:
     scratch = scratch_dir(f"sim2real-train-{args.variant}-")
     try:
         data_yaml = datasets.stage_for_ultralytics(scratch, args.data, args.val, list(p.classes))
-        with atomic_dir(args.out) as tmp:
+        with atomic_outputs() as outs:  # run folder and plots CSV renamed into place together, last
+            tmp = outs.dir(args.out)
             train(cfg, data_yaml, tmp, scratch)
             table = results_table(tmp / "results.csv")
-        with atomic_file(args.plots) as fh:
-            table.to_csv(fh, index=False, float_format="%.6g")
+            with outs.file(args.plots) as fh:
+                table.to_csv(fh, index=False, float_format="%.6g")
         with Tracker("train", args.variant, config={"train": dict(p.train), "classes": list(p.classes),
                                                     "data": str(args.data)}) as tracker:
             log_results(tracker, table)

@@ -352,7 +352,11 @@ def test_stage_clis_train_then_translate(tmp_path, monkeypatch):
     with pytest.raises(DataError, match=r"sim/1\.png"):
         cyclegan_translate.main(translate_args)
     params = yaml.safe_load(Path("params.yaml").read_text())
-    params["data"]["on_error"] = "skip"
+    params["data"]["on_error"] = "skip"  # 1 of 2 frames: more than the default data.max_skip_fraction 0.05
+    Path("params.yaml").write_text(yaml.safe_dump(params))
+    with pytest.raises(DataError, match=r"1 of 2 frames skipped .*max_skip_fraction"):
+        cyclegan_translate.main(translate_args)
+    params["data"]["max_skip_fraction"] = 0.5
     Path("params.yaml").write_text(yaml.safe_dump(params))
     cyclegan_translate.main(translate_args)
     report = json.loads(Path("reports/translate.json").read_text())

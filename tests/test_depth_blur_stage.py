@@ -224,7 +224,11 @@ def test_on_error_skip_lists_the_corrupt_frame_in_the_report(tmp_path, workers):
     Path(bad).write_bytes(b"\xff\xd8 truncated jpeg")
     with pytest.raises(DataError, match=r"rgb_1\.jpg"):
         run(d, tmp_path / "f", tmp_path / "f.json", PARAMS, seed=0, workers=workers)
-    s = run(d, tmp_path / "s", tmp_path / "s.json", PARAMS, seed=0, workers=workers, on_error="skip")
+    with pytest.raises(DataError, match=r"1 of 3 frames skipped .*data.max_skip_fraction"):
+        run(d, tmp_path / "s", tmp_path / "s.json", PARAMS, seed=0, workers=workers, on_error="skip")
+    assert not (tmp_path / "s").exists() and not (tmp_path / "s.json").exists()
+    s = run(d, tmp_path / "s", tmp_path / "s.json", PARAMS, seed=0, workers=workers, on_error="skip",
+            max_skip_fraction=0.5)
     assert s["frames_in"] == 3 and s["frames_out"] == 2 and s["frames_skipped"] == 1
     assert [k["frame_id"] for k in s["skipped"]] == ["Scene01_clone_c0_00001"]
     assert "rgb_1.jpg" in s["skipped"][0]["message"]

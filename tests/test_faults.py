@@ -47,7 +47,7 @@ def test_sigkill_mid_stage_leaves_no_output_and_rerun_is_identical(tmp_path):
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 
     def one_frame_done():  # frame 0 written for both cameras, inside the stage's temporary output
-        return any((repo / "data").glob(".demo.tmp-*/vkitti2/*rgb/Scene01/clone/frames/rgb/Camera_1/rgb_00000.jpg"))
+        return any(repo.glob(".sim2real/tmp/demo-*.tmp-*/vkitti2/*rgb/Scene01/clone/frames/rgb/Camera_1/rgb_00000.jpg"))
 
     _kill_when(proc, one_frame_done)
     assert proc.returncode == -signal.SIGKILL
@@ -57,7 +57,8 @@ def test_sigkill_mid_stage_leaves_no_output_and_rerun_is_identical(tmp_path):
 
     dvc(repo, "repro", "demo")
     assert dvc(repo, "status", "demo").stdout.strip().endswith("up to date.")
-    assert not list((repo / "data").glob(".demo.tmp-*"))  # the killed run's temporary is gone
+    assert not list(repo.glob(".sim2real/tmp/demo-*.tmp-*"))  # the killed run's temporary is gone
+    assert not [p for p in (repo / "data").rglob("*") if ".tmp-" in p.name]  # and none was ever in data/
     reference = tmp_path / "reference"
     generate(reference, workers=1, **DEMO)  # an uninterrupted run of the same generator
     assert tree_digest(repo / "data" / "demo") == tree_digest(reference)
@@ -188,8 +189,10 @@ def test_corrupt_frame_fails_with_its_name_or_is_skipped_and_counted(tmp_path, w
     (tmp_path / "frame3.jpg").write_bytes(b"\xff\xd8 not a jpeg")
     with pytest.raises(DataError, match=r"frame3\.jpg: unreadable image"):
         list(map_frames(read_one, items, workers=workers))
+    with pytest.raises(DataError, match=r"1 of 5 frames skipped .*max_skip_fraction=0.05.*frame3\.jpg"):
+        list(map_frames(read_one, items, workers=workers, on_error="skip"))  # 20% > the default 5%
     skips, rows = SkipLog(), []
-    for res in map_frames(read_one, items, workers=workers, on_error="skip"):
+    for res in map_frames(read_one, items, workers=workers, on_error="skip", max_skip_fraction=0.25):
         if not skips.take(res):
             rows.append(res)
     report = skips.report(frames_in=len(items), frames_out=len(rows))

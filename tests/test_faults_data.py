@@ -339,7 +339,7 @@ def test_read_only_folder_is_named(tmp_path, monkeypatch, capsys):
         entrypoint(lambda: write_json(tmp_path / "r.json", {}))
     assert exit_.value.code == 1
     err = capsys.readouterr().err
-    assert re.fullmatch(re.escape(f"error: {tmp_path}/") + r"\.r\.json\.tmp-\d+: read-only file system \(EROFS\)",
+    assert re.fullmatch(re.escape(f"error: {tmp_path}/") + r"\.r\.json\.tmp-\d+(\.json)?: read-only file system \(EROFS\)",
                         err.strip()), err
 
 

@@ -38,6 +38,7 @@ def test_stage_error_is_one_clear_line(tmp_path):
     assert proc.stderr.strip().splitlines()[-1] == f"error: {tmp_path / 'nowhere'}: vKITTI2 root folder not found (set data.vkitti2_root)"
     assert "Traceback" not in proc.stderr
     assert not (repo / "data" / "ingest").exists() and not list((repo / "data").glob(".ingest.tmp-*"))
+    assert not list(repo.glob(".sim2real/tmp/ingest-*.tmp-*"))
 
 
 def test_rerunning_stages_leaves_dvc_metrics_diff_empty(pipeline_repo):

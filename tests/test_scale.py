@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from sim2real.demo.world import SceneJob, render_vkitti_frame
-from sim2real.errors import ConfigError, FrameError
+from sim2real.errors import ConfigError, DataError, FrameError
 from sim2real.io import tree_digest
 from sim2real.parallel import Skipped, compute_options, is_distributed, map_frames
 from sim2real.params import Section
@@ -20,6 +20,8 @@ os.environ.setdefault("SIM2REAL_NO_PROGRESS", "1")
 def square(item, offset=0):
     if item["frame_id"] == "bad":
         raise ZeroDivisionError("boom")
+    if item["frame_id"] == "corrupt":
+        raise DataError("corrupt.jpg", "unreadable image")
     return {"frame_id": item["frame_id"], "v": item["v"] ** 2 + offset, "pid": os.getpid()}
 
 
@@ -104,9 +106,12 @@ def test_dask_order_errors_and_skip(cluster):
     bad = items[:5] + [{"frame_id": "bad", "v": 0}] + items[5:9]
     with pytest.raises(FrameError, match=r"frame bad: ZeroDivisionError: boom"):
         list(map_frames(square, bad, scheduler=lc.scheduler_address, batch_size=2))  # own Client from address
-    out = list(map_frames(square, bad, scheduler=client, batch_size=4, on_error="skip"))
-    assert len(out) == len(bad)
-    assert out[5] == Skipped("bad", "frame bad: ZeroDivisionError: boom")
+    with pytest.raises(FrameError, match=r"frame bad: ZeroDivisionError: boom"):  # skip never hides a bug
+        list(map_frames(square, bad, scheduler=client, batch_size=4, on_error="skip", max_skip_fraction=0.5))
+    corrupt = items[:5] + [{"frame_id": "corrupt", "v": 0}] + items[5:9]
+    out = list(map_frames(square, corrupt, scheduler=client, batch_size=4, on_error="skip", max_skip_fraction=0.1))
+    assert len(out) == len(corrupt)
+    assert out[5] == Skipped("corrupt", "corrupt.jpg: unreadable image")
 
 
 def test_dask_keeps_in_flight_bounded(cluster):
