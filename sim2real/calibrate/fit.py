@@ -47,7 +47,8 @@ from sim2real.calibrate.stats import (binned_median, box_blur_px, box_log_contra
                                       box_mask, fit_poisson_gaussian, flat_patch_noise, lab_pixels, luminance,
                                       road_luminance, row_distance_m, slope_of)
 from sim2real.formats.images import encode_jpeg_roundtrip
-from sim2real.metrics.gap import box_sharpness, noise_sigma
+from sim2real.metrics.sharpness import box_sharpness
+from sim2real.metrics.spectrum import noise_sigma
 from sim2real.physics.camera import sensor_noise_u8
 from sim2real.physics.colour import colour_u8, srgb_to_linear
 from sim2real.physics.frame import DEFAULT_JPEG_QUALITY, render, sample_values

@@ -5,7 +5,7 @@ arrays; :mod:`sim2real.calibrate.fit` pools them over frames. Sharpness and the 
 :mod:`sim2real.metrics.gap` (the gap report's own definitions), so calibration optimises exactly
 what the gap stage reports.
 
-1. **Sharpness vs distance**: :func:`sim2real.metrics.gap.box_sharpness` (noise-corrected,
+1. **Sharpness vs distance**: :func:`sim2real.metrics.sharpness.box_sharpness` (noise-corrected,
    contrast-normalised gradient energy, px⁻²) binned by metric distance instead of box height:
    KITTI ``label_2``'s location z on the real side, the median vKITTI2 depth over the object's
    instance pixels on the synthetic side (:func:`box_distance_m`).
@@ -20,7 +20,7 @@ what the gap stage reports.
    colour gains and tone multiply contrast at every distance alike (a constant offset).
 3. **Noise level per intensity**: :func:`flat_patch_noise` and :func:`fit_poisson_gaussian`,
    the Poisson–Gaussian model var(y) = a·y + b fitted on flat patches (Foi et al. 2008).
-4. **Spectrum slope**: :func:`sim2real.metrics.gap.radial_power_spectrum` / ``spectrum_slope``.
+4. **Spectrum slope**: :func:`sim2real.metrics.spectrum.radial_power_spectrum` / ``spectrum_slope``.
 5. **Lab colour distribution**: :func:`lab_pixels`, CIE Lab values of a fixed pixel subsample.
 6. **JPEG quality**: :func:`estimate_jpeg_quality`, from the quantiser steps that a decoded JPEG
    leaves in its 8×8 block DCT coefficients (Fan & de Queiroz 2003); None for an image that was
@@ -55,7 +55,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from sim2real.metrics.gap import box_sharpness, luminance, radial_power_spectrum, spectrum_slope
+from sim2real.metrics.sharpness import box_sharpness, luminance
+from sim2real.metrics.spectrum import radial_power_spectrum, spectrum_slope
 
 
 # ----------------------------------------------------------------------------- distances and binning
