@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from sim2real.demo import generate
+from sim2real.demo.world import Traffic
 from sim2real.cli import entrypoint
 from sim2real.io import atomic_dir
 from sim2real.params import load_params
@@ -22,7 +23,8 @@ def main(argv=None) -> None:
     with atomic_dir(args.out) as tmp:
         counts = generate(tmp, seed=int(d.seed), scenes=int(d.scenes), frames_per_scene=int(d.frames_per_scene),
                           variations=list(d.variations), real_frames=int(d.real_frames),
-                          real_seg_every=int(d.real_seg_every), workers=int(p.compute.workers))
+                          real_seg_every=int(d.real_seg_every), workers=int(p.compute.workers),
+                          traffic=Traffic.from_params(d.traffic), ego_speed_m=float(d.ego_speed_m))
     print(f"demo world written to {args.out}: {counts}")
 
 
