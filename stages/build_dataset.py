@@ -4,12 +4,14 @@ Three forms, one per dvc.yaml stage family::
 
     python -m stages.build_dataset variant --name depth_blur --src data/aug/depth_blur --out data/datasets/depth_blur
     python -m stages.build_dataset mix --out data/mix           # reads params mix.sources, mix.fraction, seed
-    python -m stages.build_dataset val --real-frames data/ingest/real_frames.csv --out data/datasets/real_val
+    python -m stages.build_dataset val --real-frames data/ingest/real_frames.csv --out data/real_val
+    python -m stages.build_dataset real --split train --real-frames data/ingest/real_frames.csv --out data/real_train
 
 ``variant`` writes ``images/`` + ``labels/`` + ``frames.csv`` for one variant's training frames;
 ``mix`` writes a new variant dataset (frames.csv/images/labels contract) mixing several sources;
 ``val`` converts the real-KITTI val split (YOLO labels with the ``classes`` map, plus the original
-KITTI label files for the KITTI metric).
+KITTI label files for the KITTI metric); ``real --split train`` the same for the train split, the
+oracle variant's dataset (it reads only that split's rows: no val image can enter it).
 """
 from __future__ import annotations
 
@@ -34,6 +36,10 @@ def cli(argv=None) -> argparse.Namespace:
     r = sub.add_parser("val", help="the real-KITTI val split")
     r.add_argument("--real-frames", required=True, type=Path)
     r.add_argument("--out", required=True, type=Path)
+    t = sub.add_parser("real", help="one real-KITTI split (train: the oracle variant's dataset)")
+    t.add_argument("--split", required=True, choices=("train", "val"))
+    t.add_argument("--real-frames", required=True, type=Path)
+    t.add_argument("--out", required=True, type=Path)
     return ap.parse_args(argv)
 
 
@@ -60,11 +66,12 @@ def main(argv=None) -> None:
                                               "fraction": float(p.mix.fraction)})
         print(f"build_dataset mix: {len(table)} frames {counts} -> {args.out}")
     else:
+        split = getattr(args, "split", "val")
         p = load_params("classes")
         with atomic_dir(args.out) as tmp:
-            table = datasets.build_real_val(args.real_frames, tmp, list(p.classes))
-            write_json(tmp / "summary.json", summary(table))
-        print(f"build_dataset val: {len(table)} real frames -> {args.out}")
+            table = datasets.build_real_val(args.real_frames, tmp, list(p.classes), split=split)
+            write_json(tmp / "summary.json", {"split": split, **summary(table)})
+        print(f"build_dataset real {split}: {len(table)} real frames -> {args.out}")
 
 
 if __name__ == "__main__":

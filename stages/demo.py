@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from sim2real.demo import generate
+from sim2real.demo.world import Traffic
 from sim2real.cli import entrypoint
 from sim2real.io import atomic_dir
 from sim2real.params import load_params, plain
@@ -23,7 +24,8 @@ def main(argv=None) -> None:
         counts = generate(tmp, seed=int(d.seed), scenes=int(d.scenes), frames_per_scene=int(d.frames_per_scene),
                           variations=list(d.variations), real_frames=int(d.real_frames),
                           real_seg_every=int(d.real_seg_every), workers=int(p.compute.workers),
-                          real_camera=plain(d.get("real_camera") or {}))
+                          real_camera=plain(d.get("real_camera") or {}),
+                          traffic=Traffic.from_params(d.traffic), ego_speed_m=float(d.ego_speed_m))
     print(f"demo world written to {args.out}: {counts}")
 
 

@@ -1,16 +1,13 @@
-"""Stage evaluate@<variant>: score one variant's detector on real-KITTI val.
+"""Stage evaluate@<variant>-<seed>: one trained detector's predictions on the real-KITTI val split.
 
-    python -m stages.evaluate --variant baseline --weights data/train/baseline/weights/best.pt \
-        --val data/datasets/real_val --out data/eval/baseline --metrics reports/metrics/baseline.json
+    python -m stages.evaluate --variant baseline --weights data/train/baseline/seed0/weights/best.pt \
+        --val data/real_val --out data/eval/baseline/seed0
 
-Writes ``<out>/detections/<image_id>.txt`` (KITTI result format) and ``<metrics>``::
-
-    {"kitti": {"Car": {"easy", "moderate", "hard", "easy_R11", ..., "n_gt_easy", ...}},   # percent
-     "mAP50": {"all", "Car", ...}, "mAP50-95": {...},                                      # ultralytics val, 0..1
-     "val_images": N, "detections": M}
-
-KITTI AP comes from :mod:`sim2real.metrics.kitti_ap` (devkit rules, DontCare included); mAP from
-ultralytics ``val`` (COCO-style, not the KITTI metric). One offline W&B run ``evaluate-<variant>``.
+Writes ``<out>/detections/<image_id>.txt`` (KITTI result format with scores, one file per val
+image, possibly empty; boxes scoring at least ``evaluate.conf``) and ``<out>/ultralytics.json``
+(ultralytics ``val``: COCO-style ``mAP50`` / ``mAP50-95``, all classes and per class, for
+cross-checks). Scoring (KITTI AP, intervals, gap closure) is the ``score@<variant>`` stage's.
+One offline W&B run ``evaluate-<variant>-seed<seed>``.
 """
 from __future__ import annotations
 
@@ -24,26 +21,23 @@ from sim2real.detect.predict import predict_kitti, val_metrics
 from sim2real.detect.train import remove_tree, scratch_dir
 from sim2real.errors import ConfigError
 from sim2real.cli import entrypoint
-from sim2real.io import atomic_outputs
+from sim2real.io import atomic_outputs, write_json
 from sim2real.manifest import check_manifest_paths
-from sim2real.metrics import kitti_ap
 from sim2real.params import load_params
 from sim2real.tracking import Tracker
 
 
 def cli(argv=None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="python -m stages.evaluate", description="evaluate one variant on real KITTI")
-    ap.add_argument("--variant", required=True)
+    ap = argparse.ArgumentParser(prog="python -m stages.evaluate", description="predict one detector on real KITTI val")
+    ap.add_argument("--variant", required=True, help="run name in logs, e.g. baseline-seed0")
     ap.add_argument("--weights", required=True, type=Path)
     ap.add_argument("--val", required=True, type=Path, help="the real-KITTI val dataset (build_dataset val)")
-    ap.add_argument("--out", required=True, type=Path, help="folder for detections/")
-    ap.add_argument("--metrics", default=None, type=Path,
-                    help="optional JSON of these numbers (the study's metrics come from stage score)")
+    ap.add_argument("--out", required=True, type=Path, help="folder for detections/ and ultralytics.json")
     return ap.parse_args(argv)
 
 
 def evaluate(variant: str, weights: Path, val_dir: Path, out: Path, params) -> dict:
-    """Run ultralytics val + KITTI-format predictions into ``out``; return the metrics dict."""
+    """Write KITTI-format detections into ``out/detections``; return ultralytics val numbers."""
     ev = params.evaluate
     classes = list(params.classes)
     if not weights.is_file():
@@ -74,28 +68,20 @@ def evaluate(variant: str, weights: Path, val_dir: Path, out: Path, params) -> d
                               iou=float(ev.iou), max_det=int(ev.max_det), device=str(ev.device), batch=int(ev.batch))
     finally:
         remove_tree(scratch)
-    kap = kitti_ap.evaluate_folders(val_dir / "kitti_labels", out / "detections", list(ev.kitti_classes))
-    return {"kitti": kap, **maps, "val_images": len(images), "detections": n_det, "imgsz": int(imgsz)}
-
-
-def drop_none(d):
-    if isinstance(d, dict):
-        return {k: drop_none(v) for k, v in d.items() if v is not None}
-    return d
+    return {**maps, "val_images": len(images), "detections": n_det, "imgsz": int(imgsz)}
 
 
 def main(argv=None) -> None:
     args = cli(argv)
     p = load_params("evaluate", "classes")
-    with atomic_outputs() as outs:  # detections and metrics renamed into place together, last
-        metrics = evaluate(args.variant, args.weights, args.val, outs.dir(args.out), p)
-        if args.metrics is not None:
-            outs.json(args.metrics, metrics)
+    with atomic_outputs() as outs:  # detections and ultralytics.json renamed into place together, last
+        tmp = outs.dir(args.out)
+        numbers = evaluate(args.variant, args.weights, args.val, tmp, p)
+        write_json(tmp / "ultralytics.json", numbers)
     with Tracker("evaluate", args.variant, config={"evaluate": dict(p.evaluate), "weights": str(args.weights)}) as t:
-        t.summary(drop_none(metrics))
-    car = metrics["kitti"].get("Car", {})
-    print(f"evaluate {args.variant}: KITTI Car AP|R40 easy/mod/hard = {car.get('easy')}/{car.get('moderate')}/"
-          f"{car.get('hard')}  mAP50 = {metrics['mAP50']['all']:.4f}")
+        t.summary(numbers)
+    print(f"evaluate {args.variant}: {numbers['detections']} detections on {numbers['val_images']} val images "
+          f"-> {args.out / 'detections'}  (ultralytics mAP50 = {numbers['mAP50']['all']:.4f})")
 
 
 if __name__ == "__main__":

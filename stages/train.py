@@ -1,15 +1,18 @@
-"""Stage train@<variant>: train a YOLO detector on one variant, validate on real-KITTI val.
+"""Stage train@<variant>-<seed>: train a YOLO detector on one variant with one training seed.
 
-    python -m stages.train --variant baseline --data data/datasets/baseline \
-        --val data/datasets/real_val --out data/train/baseline --plots reports/train/baseline.csv
+    python -m stages.train --variant baseline --seed 0 --data data/datasets/baseline \
+        --val data/real_val --out data/train/baseline/seed0 --plots reports/train/baseline/seed0.csv
 
-Writes ``<out>/weights/best.pt``, ``<out>/results.csv`` and ``<out>/args.yaml`` (ultralytics'),
-``<plots>`` (results.csv per epoch, for ``dvc plots``) and one offline W&B run
-``train-<variant>`` grouped by the DVC experiment (epoch rows as history, last row as summary).
+The run's ultralytics seed is ``seed + variants.<variant>.seed_offset`` (the negative control
+``control`` is the baseline's data with an offset). Writes ``<out>/weights/best.pt``,
+``<out>/results.csv`` and ``<out>/args.yaml`` (ultralytics'), ``<plots>`` (results.csv per epoch,
+for ``dvc plots``) and one offline W&B run ``train-<variant>-seed<seed>`` grouped by the DVC
+experiment (epoch rows as history, last row as summary).
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 from sim2real.detect import datasets
@@ -23,6 +26,7 @@ from sim2real.tracking import Tracker
 def cli(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m stages.train", description="train one variant's detector")
     ap.add_argument("--variant", required=True)
+    ap.add_argument("--seed", required=True, type=int, help="training seed (one of params train.seeds)")
     ap.add_argument("--data", required=True, type=Path, help="the variant's dataset (build_dataset output)")
     ap.add_argument("--val", required=True, type=Path, help="the real-KITTI val dataset")
     ap.add_argument("--out", required=True, type=Path, help="run folder (weights/best.pt, results.csv)")
@@ -42,9 +46,11 @@ def log_results(tracker: Tracker, table) -> None:
 
 def main(argv=None) -> None:
     args = cli(argv)
-    p = load_params("train", "classes")
-    cfg = TrainConfig.from_params(p.train)
-    scratch = scratch_dir(f"sim2real-train-{args.variant}-")
+    p = load_params("train", "classes", "variants")
+    seed = args.seed + datasets.variant_seed_offset(p.variants, args.variant)
+    cfg = dataclasses.replace(TrainConfig.from_params(p.train), seed=seed)
+    run = f"{args.variant}-seed{args.seed}"
+    scratch = scratch_dir(f"sim2real-train-{run}-")
     try:
         data_yaml = datasets.stage_for_ultralytics(scratch, args.data, args.val, list(p.classes))
         with atomic_outputs() as outs:  # run folder and plots CSV renamed into place together, last
@@ -53,12 +59,12 @@ def main(argv=None) -> None:
             table = results_table(tmp / "results.csv")
             with outs.file(args.plots) as fh:
                 table.to_csv(fh, index=False, float_format="%.6g")
-        with Tracker("train", args.variant, config={"train": dict(p.train), "classes": list(p.classes),
-                                                    "data": str(args.data)}) as tracker:
+        with Tracker("train", run, config={"train": dataclasses.asdict(cfg), "classes": list(p.classes),
+                                           "data": str(args.data)}) as tracker:
             log_results(tracker, table)
     finally:
         remove_tree(scratch)
-    print(f"train {args.variant}: {len(table)} epochs -> {args.out / 'weights' / 'best.pt'}")
+    print(f"train {run} (ultralytics seed {seed}): {len(table)} epochs -> {args.out / 'weights' / 'best.pt'}")
 
 
 if __name__ == "__main__":

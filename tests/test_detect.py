@@ -132,6 +132,41 @@ def test_build_real_val_keeps_kitti_labels_and_converts(tmp_path):
         assert kitti.read_calib(tmp_path / "v3" / "calib" / f"{iid}.txt")["P2"][0, 0] == int(iid) + 1
 
 
+def test_real_train_split_is_a_variant_dataset_without_val_images(tmp_path):
+    csv = make_real(tmp_path / "kitti", n=3)                # frames 0..2 val, frame 3 train
+    out = tmp_path / "real_train"
+    table = datasets.build_real_val(csv, out, ["Car", "Van", "Truck"], split="train")
+    assert table["frame_id"].tolist() == ["000003"]
+    assert sorted(p.stem for p in (out / "images").iterdir()) == ["000003"]
+    # it passes the variant-dataset contract, so build_dataset@real links it like any variant
+    built = datasets.build_train_set([out], tmp_path / "ds", n_classes=3)
+    assert built["frame_id"].tolist() == ["000003"] and built["n_boxes"].tolist() == [2]
+
+
+def test_variant_seed_offset():
+    variants = {"baseline": {"data": "d"}, "control": {"data": "d", "seed_offset": 1000}}
+    assert datasets.variant_seed_offset(variants, "baseline") == 0
+    assert datasets.variant_seed_offset(variants, "control") == 1000
+    with pytest.raises(ConfigError, match="variants has no 'x'"):
+        datasets.variant_seed_offset(variants, "x")
+    with pytest.raises(ConfigError, match="variants.control.seed_offset"):
+        datasets.variant_seed_offset({"control": {"data": "d", "seed_offset": "1"}}, "control")
+
+
+def test_train_seeds_and_the_train_stage_params_in_dvc_yaml():
+    assert TrainConfig.from_params({"seeds": [0, 1, 2]}).seeds == (0, 1, 2)
+    for bad in ([], [0.5], 3):
+        with pytest.raises(ConfigError, match="train.seeds"):
+            TrainConfig.from_params({"seeds": bad})
+    # train@ lists every TrainConfig key but the seeds (a new seed adds runs and reruns none)
+    import dataclasses
+    stage = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["train"]
+    listed = {p.split(".", 1)[1] for p in stage["params"] if isinstance(p, str) and p.startswith("train.")}
+    assert listed == {f.name for f in dataclasses.fields(TrainConfig)} - {"seed", "seeds"}
+    assert set(yaml.safe_load((ROOT / "params.yaml").read_text())["train"]) == listed | {"seeds"}
+    assert stage["matrix"] == {"variant": "${variants}", "seed": "${train.seeds}"}
+
+
 def test_ultralytics_view_keeps_caches_outside_the_dataset(tmp_path):
     src = make_variant(tmp_path / "aug", "v", n=3)
     ds = tmp_path / "ds"
@@ -216,11 +251,12 @@ def test_results_table_strips_and_drops_time(tmp_path):
 
 @pytest.mark.slow
 def test_tiny_train_and_evaluate_through_the_stages(tmp_path):
-    """A real 1-epoch ultralytics run at 64 px through stages.train and stages.evaluate."""
+    """A real 1-epoch ultralytics run at 64 px through stages.train, stages.evaluate and stages.score."""
     make_variant(tmp_path / "data" / "aug", "v", n=8)
     csv = make_real(tmp_path / "data" / "kitti", n=4)
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["train"].update(imgsz=64, epochs=1, batch=8)
+    params["variants"] = {"v": {"data": "data/aug/v", "images": "data/aug/v", "seed_offset": 5}}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     env = {**os.environ, "PYTHONPATH": str(ROOT), "WANDB_MODE": "offline", "SIM2REAL_NO_PROGRESS": "1",
            "SIM2REAL_WANDB_ROOT": str(tmp_path)}
@@ -229,28 +265,33 @@ def test_tiny_train_and_evaluate_through_the_stages(tmp_path):
         return subprocess.run([sys.executable, "-m", *args], cwd=tmp_path, env=env, capture_output=True, text=True)
     for args in (("stages.build_dataset", "variant", "--name", "v", "--src", "data/aug/v", "--out", "data/datasets/v"),
                  ("stages.build_dataset", "val", "--real-frames", str(csv), "--out", "data/real_val"),
-                 ("stages.train", "--variant", "v", "--data", "data/datasets/v", "--val", "data/real_val",
-                  "--out", "data/train/v", "--plots", "reports/train/v.csv"),
-                 ("stages.evaluate", "--variant", "v", "--weights", "data/train/v/weights/best.pt", "--val",
-                  "data/real_val", "--out", "data/eval/v", "--metrics", "reports/metrics/v.json")):
+                 ("stages.train", "--variant", "v", "--seed", "2", "--data", "data/datasets/v", "--val",
+                  "data/real_val", "--out", "data/train/v/seed2", "--plots", "reports/train/v/seed2.csv"),
+                 ("stages.evaluate", "--variant", "v-seed2", "--weights", "data/train/v/seed2/weights/best.pt",
+                  "--val", "data/real_val", "--out", "data/eval/v/seed2"),
+                 ("stages.score", "--variant", "v", "--eval", "data/eval", "--val", "data/real_val",
+                  "--out", "reports/metrics/v.json")):
         r = stage(*args)
         assert r.returncode == 0, r.stderr[-3000:]
-    assert (tmp_path / "data/train/v/weights/best.pt").is_file()
-    assert not (tmp_path / "data/train/v/weights/last.pt").exists()
+    run = tmp_path / "data/train/v/seed2"
+    assert (run / "weights/best.pt").is_file() and not (run / "weights/last.pt").exists()
+    assert yaml.safe_load((run / "args.yaml").read_text())["seed"] == 7   # seed 2 + the variant's seed_offset 5
     assert not list((tmp_path / "data").rglob("*.cache"))       # ultralytics caches stayed in scratch
-    plots = pd.read_csv(tmp_path / "reports/train/v.csv")
+    plots = pd.read_csv(tmp_path / "reports/train/v/seed2.csv")
     assert list(plots["epoch"]) == [1] and "metrics/mAP50(B)" in plots.columns
-    m = json.loads((tmp_path / "reports/metrics/v.json").read_text())
-    assert m["val_images"] == 4 and set(m["kitti"]) == {"Car"}
-    assert np.isfinite(m["kitti"]["Car"]["moderate"]) and np.isfinite(m["mAP50"]["all"])
-    dets = sorted(p.name for p in (tmp_path / "data/eval/v/detections").iterdir())
+    u = json.loads((tmp_path / "data/eval/v/seed2/ultralytics.json").read_text())
+    assert u["val_images"] == 4 and np.isfinite(u["mAP50"]["all"])
+    assert sorted(p.name for p in (tmp_path / "data/eval/v/seed2").iterdir()) == ["detections", "ultralytics.json"]
+    dets = sorted(p.name for p in (tmp_path / "data/eval/v/seed2/detections").iterdir())
     assert dets == [f"{i:06d}.txt" for i in range(4)]
-    # one offline W&B run per stage for this variant
+    m = json.loads((tmp_path / "reports/metrics/v.json").read_text())
+    assert m["seeds"] == ["seed2"] and np.isfinite(m["kitti"]["Car"]["moderate"])
+    # one offline W&B run per stage for this run
     from sim2real.tracking import read_offline_run
     runs = {read_offline_run(r)["name"]: read_offline_run(r) for r in (tmp_path / "wandb").glob("offline-run-*")}
-    assert sorted(runs) == ["evaluate-v", "train-v"]
-    assert len(runs["train-v"]["history"]) == 1 and "kitti/Car/moderate" in runs["evaluate-v"]["summary"]
+    assert sorted(runs) == ["evaluate-v-seed2", "train-v-seed2"]
+    assert len(runs["train-v-seed2"]["history"]) == 1 and "mAP50/all" in runs["evaluate-v-seed2"]["summary"]
     # a missing weights file is one clear line
     r = stage("stages.evaluate", "--variant", "v", "--weights", "nope.pt", "--val", "data/real_val",
-              "--out", "data/eval/x", "--metrics", "reports/metrics/x.json")
+              "--out", "data/eval/x")
     assert r.returncode == 1 and "nope.pt: trained weights not found" in r.stderr

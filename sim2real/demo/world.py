@@ -21,6 +21,7 @@ import pandas as pd
 
 from sim2real.demo.realism import DEFAULTS as REAL_CAMERA, make_real
 from sim2real.demo.render import Camera, Segment, SceneSpec, Vehicle, ray_length_m, render
+from sim2real.errors import ConfigError
 from sim2real.formats import kitti, vkitti2
 from sim2real.formats.images import write_gray, write_image
 from sim2real.rng import keyed_rng
@@ -50,17 +51,53 @@ def _segments(rng: np.random.Generator, length_m: float) -> list[Segment]:
     return segs
 
 
+@dataclass(frozen=True)
+class Traffic:
+    """How many vehicles a scene holds and where (params ``demo.traffic``; both sides share it).
+
+    A real frame draws ``vehicles`` (``[low, high)``) vehicles; a synthetic scene draws as many
+    plus one per ``route_spacing_m`` of the road its ego drives, spread along that road, so its
+    frames keep about the same density. Each vehicle is "near" with probability ``near_share``
+    (ahead by ``near_m``, uniform) else "far" (``far_m``); its class is drawn with
+    ``class_weights`` (Car, Van, Truck).
+    """
+
+    vehicles: tuple[int, int] = (6, 12)
+    near_m: tuple[float, float] = (6.0, 70.0)
+    far_m: tuple[float, float] = (70.0, 125.0)
+    near_share: float = 0.75
+    class_weights: tuple[int, int, int] = (6, 2, 2)
+    route_spacing_m: float = 20.0
+
+    @classmethod
+    def from_params(cls, section) -> "Traffic":
+        d = dict(section or {})
+        known = {"vehicles", "near_m", "far_m", "near_share", "class_weights", "route_spacing_m"}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"params.yaml: unknown key(s) demo.traffic.{', demo.traffic.'.join(unknown)}")
+        t = cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+        lo, hi = t.vehicles
+        if not (0 < lo < hi) or not (0 < t.near_m[0] < t.near_m[1]) or not (0 < t.far_m[0] < t.far_m[1]) \
+                or not 0 <= t.near_share <= 1 or len(t.class_weights) != 3 or min(t.class_weights) < 0 \
+                or t.route_spacing_m <= 0:
+            raise ConfigError(f"params.yaml: demo.traffic out of range: {d}")
+        return t
+
+
 def make_scene(rng: np.random.Generator, n_frames: int, *, n_vehicles: int = 10, texture_seed: int = 0,
-               ego_speed_m: float = 1.2, hidden_pair: bool = True) -> SceneSpec:
+               ego_speed_m: float = 1.2, hidden_pair: bool = True, traffic: Traffic = Traffic()) -> SceneSpec:
     road_half = float(rng.uniform(5.0, 6.5))
     length = 160 + ego_speed_m * n_frames
     vehicles = []
     lanes = [-road_half + 1.6, -1.7, 1.7, road_half - 1.1, road_half + 0.6]
+    labels = ["Car"] * traffic.class_weights[0] + ["Van"] * traffic.class_weights[1] + ["Truck"] * traffic.class_weights[2]
     for tid in range(n_vehicles):
-        label = str(rng.choice(["Car"] * 6 + ["Van"] * 2 + ["Truck"] * 2))
+        label = str(rng.choice(labels))
         lane = float(rng.choice(lanes))
-        near = rng.random() < 0.75
-        z = float(rng.uniform(6, 70) if near else rng.uniform(70, 125)) + ego_speed_m * n_frames * float(rng.uniform(0, 0.6))
+        near = rng.random() < traffic.near_share
+        z = float(rng.uniform(*traffic.near_m) if near else rng.uniform(*traffic.far_m)) \
+            + ego_speed_m * n_frames * float(rng.uniform(0, 0.6))
         parked = abs(lane) > road_half - 1.5
         speed = 0.0 if parked else float(rng.uniform(0.6, 1.6)) * (1 if lane > 0 else -1)
         cname = str(rng.choice(list(COLORS)))
@@ -109,10 +146,16 @@ class SceneJob:
     n_frames: int
     variations: tuple[str, ...]
     seed: int
+    traffic: Traffic = Traffic()
+    ego_speed_m: float = 1.2
 
 
 def _scene_spec(job: SceneJob) -> SceneSpec:
-    return make_scene(keyed_rng(job.seed, "scene", job.scene_index), job.n_frames, texture_seed=job.scene_index + 1)
+    rng = keyed_rng(job.seed, "scene", job.scene_index)
+    t = job.traffic
+    n = int(rng.integers(*t.vehicles)) + int(job.ego_speed_m * job.n_frames * 0.6 / t.route_spacing_m)
+    return make_scene(rng, job.n_frames, n_vehicles=n, texture_seed=job.scene_index + 1, ego_speed_m=job.ego_speed_m,
+                      traffic=t)
 
 
 def render_vkitti_frame(item: tuple[SceneJob, int]) -> list[dict]:
@@ -225,22 +268,27 @@ def write_scene_textgt(root: Path, job: SceneJob, rows: list[dict]) -> None:
 
 
 def scene_name(index: int) -> str:
-    return vkitti2.SCENES[index] if index < len(vkitti2.SCENES) else f"Scene{index + 1:02d}"
+    """vKITTI2's five scene names, then Scene21, Scene22, ... (never one of the five again)."""
+    n = len(vkitti2.SCENES)
+    return vkitti2.SCENES[index] if index < n else f"Scene{int(vkitti2.SCENES[-1][5:]) + 1 + index - n:02d}"
 
 
 # ------------------------------------------------------------------------------------ KITTI
 def render_kitti_frame(item: tuple) -> None:
     """Render, degrade and write one "real" KITTI training frame with its label, calib (and semantic).
 
-    ``item`` = (root, index, seed, seg_every[, real_camera]): ``real_camera`` overrides
-    :data:`sim2real.demo.realism.DEFAULTS` (the hidden camera; ``palette`` goes to the renderer).
+    ``item`` = (root, index, seed, seg_every[, real_camera[, traffic]]): ``real_camera`` overrides
+    :data:`sim2real.demo.realism.DEFAULTS` (the hidden camera; ``palette`` goes to the renderer),
+    ``traffic`` sets the vehicles (:class:`Traffic`).
     """
     root, index, seed, seg_every = item[:4]
     cam_opts = {**REAL_CAMERA, **(item[4] if len(item) > 4 and item[4] else {})}
+    traffic = item[5] if len(item) > 5 else Traffic()
     rng = keyed_rng(seed, "kitti", index)
     width, height = KITTI_SIZES[int(rng.integers(len(KITTI_SIZES)))]
     cam = Camera(**KITTI_P2, width=width, height=height, height_m=1.73)
-    spec = make_scene(rng, 1, n_vehicles=int(rng.integers(6, 12)), texture_seed=1000 + index, hidden_pair=False)
+    spec = make_scene(rng, 1, n_vehicles=int(rng.integers(*traffic.vehicles)), texture_seed=1000 + index,
+                      hidden_pair=False, traffic=traffic)
     spec.palette_shift = tuple(float(c) for c in cam_opts.pop("palette"))
     fr = render(spec, cam, 0)
     ray = ray_length_m(fr.depth_m, cam)

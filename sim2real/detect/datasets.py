@@ -10,9 +10,11 @@ Built here:
 * :func:`build_train_set` -> ``<out>/images/<frame_id>.<ext>`` + ``<out>/labels/<frame_id>.txt``
   + ``frames.csv`` (frame_id, source, image, label, n_boxes).
 * :func:`build_mix` -> a variant dataset mixing several sources (same contract), see its docstring.
-* :func:`build_real_val` -> the real-KITTI val split: ``images/``, YOLO ``labels/`` (same class
+* :func:`build_real_val` -> one split of real KITTI: ``images/``, YOLO ``labels/`` (same class
   map: types in ``classes`` keep their index, every other type, DontCare included, is dropped)
   and ``kitti_labels/`` (the original label files, DontCare included, for the KITTI metric).
+  The val split is the evaluation set; the train split is the oracle variant ``real`` (its
+  frames.csv has ``frame_id`` = ``image_id``, so it is a variant dataset like the others).
 
 Images are *linked*, not copied: a hard link where the file system allows it (same device: no
 extra space, and DVC sees an ordinary file), else a copy (:func:`link_or_copy`). Symbolic links
@@ -31,7 +33,7 @@ import errno
 import os
 import shutil
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -220,11 +222,14 @@ def kitti_to_yolo(df: pd.DataFrame, classes: Sequence[str], width: int, height: 
 
 def build_real_val(real_frames_csv: str | Path, out: str | Path, classes: Sequence[str],
                    split: str = "val") -> pd.DataFrame:
-    """The real-KITTI evaluation set from ``real_frames.csv`` rows with ``split == split``.
+    """One real-KITTI split from the ``real_frames.csv`` rows with ``split == split``: the
+    evaluation set (``val``) or the oracle's training set (``train``). Only rows of that split
+    are read, so a train set can not contain a val image.
 
     Writes ``images/<image_id>.png`` (hard links), ``labels/<image_id>.txt`` (YOLO, class map
     ``classes``), ``kitti_labels/<image_id>.txt`` (original label files), ``calib/<image_id>.txt``
-    (when the manifest has a ``calib`` column) and ``frames.csv``.
+    (when the manifest has a ``calib`` column) and ``frames.csv`` (``frame_id`` = ``image_id``: a
+    variant dataset).
     """
     path = Path(real_frames_csv)
     if not path.is_file():
@@ -261,7 +266,7 @@ def build_real_val(real_frames_csv: str | Path, out: str | Path, classes: Sequen
                 raise DataError(src, f"KITTI calib file of image {r.image_id} not found")
             (out / "calib").mkdir(parents=True, exist_ok=True)
             shutil.copyfile(src, out / "calib" / f"{r.image_id}.txt")
-        rows.append({"image_id": r.image_id, "image": f"images/{r.image_id}{img.suffix.lower()}",
+        rows.append({"frame_id": r.image_id, "image_id": r.image_id, "image": f"images/{r.image_id}{img.suffix.lower()}",
                      "label": f"labels/{r.image_id}.txt", "kitti_label": f"kitti_labels/{r.image_id}.txt",
                      "width": w, "height": h, "n_boxes": len(ids)})
     table = pd.DataFrame(rows)
@@ -297,3 +302,18 @@ def stage_for_ultralytics(scratch: str | Path, train_dir: str | Path | None, val
     yaml_path = scratch / "data.yaml"
     yaml_path.write_text(yaml.safe_dump(data, sort_keys=False))
     return yaml_path
+
+
+def variant_seed_offset(variants: Mapping, name: str) -> int:
+    """``variants.<name>.seed_offset`` (default 0): added to every training seed of the variant.
+
+    The negative control ``control`` trains on the baseline's data with ``seed_offset`` != 0, so
+    its difference from ``baseline`` measures training noise alone.
+    """
+    if name not in variants:
+        raise ConfigError(f"params.yaml: variants has no '{name}' (have: {', '.join(variants)})")
+    spec = variants[name]
+    offset = spec.get("seed_offset", 0) if isinstance(spec, Mapping) else 0
+    if isinstance(offset, bool) or not isinstance(offset, int):
+        raise ConfigError(f"params.yaml: variants.{name}.seed_offset must be an integer, got {offset!r}")
+    return offset

@@ -58,7 +58,13 @@ class TrainConfig:
     patience: int = 100
     optimizer: str = "auto"
     lr0: float = 0.01
+    lrf: float = 0.01             # final lr = lr0 * lrf (linear schedule)
+    warmup_epochs: float = 3.0    # ultralytics warms up for max(warmup_epochs x batches/epoch, 100) iterations
+    nbs: int = 64                 # nominal batch: gradients accumulate over max(round(nbs / batch), 1) batches
+    mosaic: float = 1.0           # mosaic probability (ultralytics turns it off under rect)
+    val: bool = False             # validate every epoch (false: only after the last; best.pt = last epoch)
     amp: bool = True  # only used on CUDA; always off on CPU
+    seeds: tuple[int, ...] = (0,)  # training seeds of the study (one run each); ``seed`` is this run's
 
     @classmethod
     def from_params(cls, section: Mapping[str, Any]) -> "TrainConfig":
@@ -66,7 +72,13 @@ class TrainConfig:
         unknown = sorted(set(section) - known)
         if unknown:
             raise ConfigError(f"params.yaml: unknown key(s) train.{', train.'.join(unknown)}")
-        cfg = cls(**dict(section))
+        values = dict(section)
+        if "seeds" in values:
+            seeds = values["seeds"]
+            if not isinstance(seeds, (list, tuple)) or not seeds or not all(isinstance(x, int) for x in seeds):
+                raise ConfigError(f"train.seeds must be a non-empty list of integers, got {seeds!r}")
+            values["seeds"] = tuple(seeds)
+        cfg = cls(**values)
         if not str(cfg.model).endswith((".yaml", ".yml")):
             raise ConfigError(f"train.model must be an ultralytics model yaml (e.g. yolov5l-p6.yaml), got {cfg.model!r}")
         if int(cfg.imgsz) <= 0 or int(cfg.epochs) <= 0 or int(cfg.batch) <= 0:
@@ -159,7 +171,8 @@ def train_args(cfg: TrainConfig, data_yaml: Path, save_dir: Path, pretrained: Pa
         data=str(data_yaml), epochs=int(cfg.epochs), imgsz=int(cfg.imgsz), batch=int(cfg.batch),
         device=str(cfg.device), workers=int(cfg.workers), seed=int(cfg.seed), deterministic=bool(cfg.deterministic),
         rect=bool(cfg.rect), cache=cfg.cache, patience=int(cfg.patience), optimizer=str(cfg.optimizer),
-        lr0=float(cfg.lr0), amp=bool(cfg.amp) and cfg.on_cuda, plots=False, save=True, val=True,
+        lr0=float(cfg.lr0), lrf=float(cfg.lrf), warmup_epochs=float(cfg.warmup_epochs), nbs=int(cfg.nbs),
+        mosaic=float(cfg.mosaic), amp=bool(cfg.amp) and cfg.on_cuda, plots=False, save=True, val=bool(cfg.val),
         project=str(save_dir.parent.resolve()), name=save_dir.name, exist_ok=True, verbose=False,
         pretrained=str(pretrained) if pretrained is not None else False,
     )
