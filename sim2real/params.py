@@ -303,6 +303,8 @@ class DemoParams(Params):
     real_frames: Annotated[int, Field(ge=1)]
     real_seg_every: Annotated[int, Field(ge=1)]
     real_camera: RealCameraParams
+    ego_speed_m: Annotated[float, Field(gt=0)]
+    traffic: dict[str, Any]  # checked by sim2real.demo.world.Traffic.from_params (ranges and keys)
 
 
 class RealCameraParams(Params):
