@@ -159,13 +159,14 @@ def test_ingest_unreadable_rgb(broken):
 
 
 def test_traffic_params_and_scene_names():
-    from sim2real.demo.world import Traffic, make_scene, rng_for, scene_name
+    from sim2real.demo.world import Traffic, make_scene, scene_name
+    from sim2real.rng import keyed_rng
     from sim2real.errors import ConfigError
 
     names = [scene_name(i) for i in range(8)]
     assert names[:5] == list(vkitti2.SCENES) and len(set(names)) == 8 and names[5] == "Scene21"
     t = Traffic.from_params({"vehicles": [8, 14], "near_m": [5, 40], "near_share": 1.0, "class_weights": [1, 0, 0]})
-    spec = make_scene(rng_for(0, "t"), 1, n_vehicles=12, hidden_pair=False, traffic=t)
+    spec = make_scene(keyed_rng(0, "t"), 1, n_vehicles=12, hidden_pair=False, traffic=t)
     assert {v.label for v in spec.vehicles} == {"Car"} and all(5 <= v.z_m <= 40 for v in spec.vehicles)
     with pytest.raises(ConfigError, match="demo.traffic.nope"):
         Traffic.from_params({"nope": 1})
