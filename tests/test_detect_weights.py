@@ -151,7 +151,7 @@ def test_evaluate_refuses_a_malicious_checkpoint_in_one_line(tmp_path):
     env.pop("ULTRALYTICS_SAFE_LOAD", None)  # the stage must switch it on by itself
     (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
     r = subprocess.run([sys.executable, "-m", "stages.evaluate", "--variant", "v", "--weights", str(evil), "--val",
-                        "data/real_val", "--out", "data/eval/v", "--metrics", "reports/metrics/v.json"],
+                        "data/real_val", "--out", "data/eval/v"],
                        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 1 and not marker.exists()
     err = r.stderr.strip().splitlines()

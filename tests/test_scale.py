@@ -62,7 +62,11 @@ def test_demo_world_rendered_on_dask_matches_the_local_stage(cluster, tiny_world
     _, client = cluster
     root = tmp_path / "vkitti2"
     root.mkdir()
-    job = SceneJob(str(root), "Scene01", 0, 4, ("clone",), 7)  # = the tiny world's demo params
+    import yaml
+    from sim2real.demo.world import Traffic
+    demo = yaml.safe_load((tiny_world / "params.yaml").read_text())["demo"]  # the tiny world's demo params
+    job = SceneJob(str(root), "Scene01", 0, 4, ("clone",), 7, Traffic.from_params(demo["traffic"]),
+                   float(demo["ego_speed_m"]))
     rows = list(map_frames(render_vkitti_frame, [(job, 1), (job, 3)], scheduler=client, batch_size=1))
     assert [{r["frame"] for r in frame_rows} for frame_rows in rows] == [{1}, {3}]
     local = {k: v for k, v in tree_digest(tiny_world / "data" / "demo" / "vkitti2").items()

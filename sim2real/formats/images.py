@@ -12,6 +12,7 @@ checksum); the ingest fingerprints (:mod:`sim2real.fingerprint`) catch files tha
 from __future__ import annotations
 
 import os
+import zlib
 from pathlib import Path
 
 import cv2
@@ -55,10 +56,31 @@ def check_complete(path: str | Path) -> str:
     if head.startswith(PNG_SIGNATURE):
         if not tail.endswith(PNG_IEND):
             raise DataError(path, f"unreadable image: truncated or corrupt PNG (no IEND chunk at the end of its {size} bytes)")
+        _check_png_chunks(path)
         return "png"
     if not head:
         raise DataError(path, "unreadable image: empty file (0 bytes)")
     raise DataError(path, f"unreadable image: not a JPEG or PNG file (starts with bytes {head[:4].hex(' ')})")
+
+
+def _check_png_chunks(path: Path) -> None:
+    """Verify every PNG chunk's CRC-32 (PNG spec 5.3). Decoders do not all check the image-data
+    chunks: a flipped byte inside IDAT can decode to wrong pixels without an error. About 1 ms a
+    1242x375 16-bit depth map (zlib.crc32)."""
+    data = path.read_bytes()
+    pos = len(PNG_SIGNATURE)
+    while pos + 12 <= len(data):
+        length = int.from_bytes(data[pos:pos + 4], "big")
+        end = pos + 8 + length
+        if end + 4 > len(data):
+            raise DataError(path, f"unreadable image: truncated or corrupt PNG (chunk at byte {pos} runs past the end)")
+        if zlib.crc32(data[pos + 4:end]) != int.from_bytes(data[end:end + 4], "big"):
+            kind = data[pos + 4:pos + 8].decode("latin-1")
+            raise DataError(path, f"unreadable image: corrupt PNG (CRC mismatch in the {kind} chunk at byte {pos})")
+        if data[pos + 4:pos + 8] == b"IEND":
+            return
+        pos = end + 4
+    raise DataError(path, "unreadable image: truncated or corrupt PNG (no IEND chunk)")
 
 
 def image_size(path: str | Path) -> tuple[int, int]:
