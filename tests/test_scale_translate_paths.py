@@ -142,7 +142,8 @@ HOW = ["dotdot", "absolute", "symlink"]
 @pytest.mark.parametrize("how", HOW)
 def test_stages_reject_manifest_paths_escaping_the_data_roots(tmp_path, monkeypatch, how):
     """Four downstream stages stop at the manipulated row, naming the manifest file and its line."""
-    from stages import build_dataset, cyclegan_translate, dedupe, depth_blur
+    from sim2real.physics.dataset import read_frames
+    from stages import build_dataset, cyclegan_translate, dedupe
 
     make_world(tmp_path)
     monkeypatch.chdir(tmp_path)
@@ -154,7 +155,7 @@ def test_stages_reject_manifest_paths_escaping_the_data_roots(tmp_path, monkeypa
     with pytest.raises(DataError, match=r"data/dedupe/frames\.csv" + line):
         cyclegan_translate.main([*TRANSLATE, "--out", "data/aug/cyclegan"])
     with pytest.raises(DataError, match=r"data/dedupe/frames\.csv" + line):
-        depth_blur.read_frames("data/dedupe")  # the depth_blur stage's manifest reader
+        read_frames("data/dedupe")  # the depth_blur stage's manifest reader
     manipulate(tmp_path, "data/ingest/real_frames.csv", "image", how)
     with pytest.raises(DataError, match=r"data/ingest/real_frames\.csv" + line):
         build_dataset.main(["val", "--real-frames", "data/ingest/real_frames.csv", "--out", "data/real_val"])
