@@ -86,6 +86,7 @@ TRANSLATE = ["--synthetic", "data/dedupe", "--real", "data/ingest", "--model", "
 
 def test_cyclegan_translate_on_dask_is_byte_identical_and_loads_the_generator_once_per_worker(
         cluster, tmp_path, monkeypatch):
+    from sim2real.cyclegan.stage import generator_cache_info
     from stages import cyclegan_translate as ct
 
     lc, client = cluster
@@ -109,7 +110,7 @@ def test_cyclegan_translate_on_dask_is_byte_identical_and_loads_the_generator_on
     assert a.drop(columns=["image", "label"]).equals(b.drop(columns=["image", "label"]))
     for key in ("frames", "edge_corr", "real_train", "real_val", "frames_skipped"):
         assert local_report[key] == dask_report[key]
-    infos = list(client.run(ct.generator_cache_info).values())
+    infos = list(client.run(generator_cache_info).values())
     assert sum(i["loads"] for i in infos) >= 1 and all(i["loads"] <= 1 for i in infos)  # once per worker process
     assert all(c == [str(tmp_path / "data/cyclegan/model/generator_a2b.pt")] for i in infos if i["loads"]
                for c in [i["cached"]])
