@@ -2,7 +2,7 @@
 
 Prints, in one run and on the same machine: (a) the I/O floor (decode the RGB JPEG and the
 16-bit depth PNG, encode the output JPEG, no processing); (b) the stage's full per-frame path
-(:func:`stages.depth_blur.process_frame`: read RGB + depth + instance mask, draw values, render,
+(:func:`sim2real.physics.dataset.process_frame`: read RGB + depth + instance mask, draw values, render,
 write JPEG + labels) with the default params, and with distance blur + haze only; (c) a naive
 per-pixel variable-kernel blur on a crop, scaled to a frame; (d) one OpenCV GaussianBlur at the
 largest sigma. Then the stage's ``run`` with 1 vs 2 worker processes, and its peak RSS (a fresh
@@ -40,7 +40,7 @@ import yaml  # noqa: E402
 from sim2real.formats.images import read_rgb, write_gray, write_image  # noqa: E402
 from sim2real.formats.vkitti2 import read_depth_m, write_depth  # noqa: E402
 from sim2real.physics.blur import distance_sigma_px  # noqa: E402
-from stages.depth_blur import process_frame, read_frames, run  # noqa: E402
+from sim2real.physics.dataset import process_frame, read_frames, run  # noqa: E402
 
 W, H = 1242, 375
 

@@ -11,7 +11,7 @@ sequences repeat them (:func:`replicate_world`: hard links + renumbered textgt r
 ``dvc commit demo``; the script says so in its output): every frame is still its own file and row
 for ingest, dedupe, the stage and DVC, only the pixels repeat. ``--unique-per-scene K`` forces K.
 Then the depth_blur stage's manifest reader and per-frame function
-(:func:`stages.depth_blur.read_frames`, :func:`stages.depth_blur.process_frame`: read, render,
+(:func:`sim2real.physics.dataset.read_frames`, :func:`sim2real.physics.dataset.process_frame`: read, render,
 JPEG, labels) run over all N frames through :func:`sim2real.parallel.map_frames` with each
 backend, each in a fresh Python process (so every measurement starts from the same memory),
 writing into a scratch output; the bytes of every backend's output are compared with the
@@ -230,7 +230,8 @@ def run_backend(repo: Path, label: str, workers: int, scheduler, out: Path, limi
     from sim2real.io import tree_digest
     from sim2real.parallel import map_frames
     from sim2real.params import load_params
-    from stages.depth_blur import plain, process_frame, read_frames
+    from sim2real.params import plain
+    from sim2real.physics.dataset import process_frame, read_frames
 
     if Path.cwd().resolve() != repo.resolve():
         raise RuntimeError("run_backend must run with the benchmark repo as the working directory")
@@ -277,7 +278,7 @@ def child_run(spec: dict) -> dict:
     with LocalCluster(n_workers=2, processes=True, threads_per_worker=1, host="127.0.0.1",
                       dashboard_address=None, silence_logs=40) as lc, Client(lc) as client:
         import importlib
-        client.run(importlib.import_module, "stages.depth_blur")  # warm workers: imports not timed
+        client.run(importlib.import_module, "sim2real.physics.dataset")  # warm workers: imports not timed
         return run_backend(repo, spec["label"], 0, client, Path(spec["out"]), spec["limit"])
 
 

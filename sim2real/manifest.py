@@ -278,10 +278,10 @@ def check_manifest_paths(df: pd.DataFrame, manifest: str | Path, roots: Sequence
     Each non-empty value of the path ``columns`` present in ``df`` (``label`` only in a manifest
     that lists images, i.e. has an ``image`` column: in box tables it is the class name) is
     interpreted the way the readers do (:func:`sim2real.detect.datasets.resolve_path`,
-    ``stages.gap.resolve``): absolute, else relative to the working directory (the repository
-    root) when that exists, else relative to the manifest's folder when that exists; every symlink
-    on the way is followed (:func:`sim2real.safety.resolve_within`) and the result must lie inside
-    one of ``roots``.
+    :func:`sim2real.metrics.gap_run.resolve`): absolute, else relative to the working directory
+    (the repository root) when that exists, else relative to the manifest's folder when that
+    exists; every symlink on the way is followed (:func:`sim2real.safety.resolve_within`) and the
+    result must lie inside one of ``roots``.
 
     Parameters
     ----------

@@ -16,16 +16,15 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import argparse  # noqa: E402
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import torch
 
 from sim2real.cyclegan.checkpoint import params_hash, save_generator
-from sim2real.cyclegan.train import LOSS_NAMES, TrainConfig, data_fingerprint, domain_frames, sample_grid, train
+from sim2real.cyclegan.train import (LOSS_NAMES, TrainConfig, data_fingerprint, domain_frames, final_losses, sample_grid,
+                                     train, write_losses_csv)
 from sim2real.formats.images import read_rgb, write_image
 from sim2real.cli import entrypoint
 from sim2real.manifest import read_manifest
-from sim2real.io import atomic_file, atomic_outputs, write_json
+from sim2real.io import atomic_outputs, write_json
 from sim2real.params import load_params
 from sim2real.tracking import Tracker
 
@@ -40,21 +39,6 @@ def cli(argv=None) -> argparse.Namespace:
     ap.add_argument("--report", required=True, help="summary metrics JSON")
     ap.add_argument("--live", default=None, help="DVCLive folder (metrics.json + step history)")
     return ap.parse_args(argv)
-
-
-def write_losses_csv(path: str | Path, history: dict[str, list[float]]) -> None:
-    """One row per iteration: step, lr and every loss (for ``dvc plots``)."""
-    df = pd.DataFrame({k: history[k] for k in ("step", "lr", *LOSS_NAMES)})
-    df["step"] = df["step"].astype(int)
-    with atomic_file(path) as fh:
-        df.to_csv(fh, index=False, float_format="%.6g")
-
-
-def final_losses(history: dict[str, list[float]], fraction: float = 0.1) -> dict[str, float]:
-    """Mean of each loss over the last ``fraction`` of iterations (less noisy than the last value)."""
-    n = len(history["step"])
-    k = max(1, int(round(n * fraction)))
-    return {name: float(np.mean(history[name][-k:])) for name in LOSS_NAMES} if n else {}
 
 
 def main(argv=None) -> None:

@@ -25,26 +25,11 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
-import hashlib
-import shutil
-import threading
-import time
-from pathlib import Path
 
-import numpy as np
-import pandas as pd
-import torch
-
-from sim2real.cyclegan.checkpoint import GENERATOR_PARAM, load_generator
-from sim2real.cyclegan.stats import DomainStats, edge_correlation, lab_histogram, laplacian_log_var
-from sim2real.cyclegan.translate import check_translate_params, translate_image
-from sim2real.errors import ConfigError, DataError
-from sim2real.formats.images import read_rgb, write_image
-from sim2real.cli import entrypoint
-from sim2real.manifest import read_manifest
-from sim2real.io import atomic_outputs
-from sim2real.parallel import SkipLog, compute_options, is_distributed, map_frames
-from sim2real.params import load_params
+from sim2real.cli import entrypoint  # noqa: E402
+from sim2real.cyclegan.checkpoint import GENERATOR_PARAM  # noqa: E402
+from sim2real.cyclegan.stage import run  # noqa: E402
+from sim2real.params import load_params  # noqa: E402
 
 
 def cli(argv=None) -> argparse.Namespace:
@@ -59,167 +44,13 @@ def cli(argv=None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
-# ----------------------------------------------------------------------------- generator cache
-_CACHE: dict[tuple[str, str, str], torch.nn.Module] = {}  # one generator per process (path, sha256, device)
-_CACHE_LOCK = threading.Lock()  # a Dask worker may run tasks in several threads
-_LOADS = 0
-
-
-def file_sha256(path: str | Path) -> str:
-    """SHA-256 (hex) of a file, read in 1 MiB blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def cached_generator(path: str | Path, sha256: str, device: str = "cpu") -> torch.nn.Module:
-    """The A→B generator at ``path``, loaded once per process (``weights_only=True``).
-
-    Keyed by the absolute path, the SHA-256 the client computed and the device; a file whose
-    hash differs (weights changed during the run, or another file on this worker machine)
-    raises DataError naming it. Only the latest generator is kept.
-    """
-    global _LOADS
-    key = (os.path.abspath(path), str(sha256), str(device))
-    with _CACHE_LOCK:
-        gen = _CACHE.get(key)
-        if gen is None:
-            actual = file_sha256(path) if Path(path).is_file() else None
-            if actual is not None and actual != sha256:
-                raise DataError(path, f"generator weights differ from the ones this run started with "
-                                      f"(sha256 {actual[:12]}… != {str(sha256)[:12]}…): every worker must "
-                                      f"see the same file")
-            gen = load_generator(path, device, param=GENERATOR_PARAM)  # DataError naming the file and param
-            _CACHE.clear()
-            _CACHE[key] = gen
-            _LOADS += 1
-        return gen
-
-
-def generator_cache_info() -> dict:
-    """This process's cache: ``{"pid", "loads", "cached"}`` (for tests and ``client.run``)."""
-    return {"pid": os.getpid(), "loads": _LOADS, "cached": [k[0] for k in _CACHE]}
-
-
-def translate_frame(row: dict, *, model: str, model_sha256: str, device: str, torch_threads: int, out_dir: str,
-                    final_dir: str, mode: str, tile_px: int, overlap_px: int, amp: bool, jpeg_quality: int,
-                    base_dir: str | None = None) -> dict:
-    """Translate one frame into ``out_dir`` (the temporary output); returns its CSV row and stats.
-
-    Runs in this process or in a Dask worker: the generator comes from :func:`cached_generator`;
-    torch uses ``torch_threads`` threads (the same count everywhere, so the bytes match); relative
-    manifest paths are read relative to ``base_dir`` (the client's repository root) when given.
-    """
-    if torch.get_num_threads() != int(torch_threads):
-        torch.set_num_threads(int(torch_threads))
-    generator = cached_generator(model, model_sha256, device)
-    fid = row["frame_id"]
-    image_path = Path(base_dir or "") / row["image"]
-    src = read_rgb(image_path)
-    out = translate_image(generator, src, mode=mode, tile_px=tile_px, overlap_px=overlap_px, amp=amp)
-    if out.shape != src.shape:  # translate_image guarantees this; checked again because boxes depend on it
-        raise DataError(row["image"], f"translated size {out.shape} != input size {src.shape}")
-    write_image(Path(out_dir) / "images" / f"{fid}.jpg", out, jpeg_quality=jpeg_quality)
-    label = Path(base_dir or "") / row["label"]
-    if not label.is_file():
-        raise DataError(row["label"], f"label file of frame {fid} not found")
-    shutil.copyfile(label, Path(out_dir) / "labels" / f"{fid}.txt")
-    rec = dict(row)
-    final_dir = Path(final_dir)
-    rec.update(image=str(final_dir / "images" / f"{fid}.jpg"), label=str(final_dir / "labels" / f"{fid}.txt"),
-               source_image=row["image"], edge_corr=round(edge_correlation(src, out), 4),
-               mean_abs_diff=round(float(np.abs(out.astype(np.int16) - src).mean()), 3))
-    return {"row": rec, "raw_hist": lab_histogram(src), "raw_sharp": laplacian_log_var(src),
-            "out_hist": lab_histogram(out), "out_sharp": laplacian_log_var(out)}
-
-
-def real_stats(real: pd.DataFrame, split: str) -> DomainStats:
-    stats = DomainStats()
-    for path in real.loc[real["split"] == split, "image"]:
-        stats.add(read_rgb(path))
-    return stats
-
-
 def main(argv=None) -> None:
     args = cli(argv)
     p = load_params("cyclegan", "compute", "data")
-    tp = p.cyclegan.translate
-    mode, tile_px, overlap_px = str(tp.mode), int(tp.tile_px), int(tp.overlap_px)
-    check_translate_params(mode, tile_px, overlap_px)
-    device = str(p.compute.device)
-    if device not in ("cpu", "cuda"):
-        raise ConfigError(f"compute.device must be 'cpu' or 'cuda', got '{device}'")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("compute.device is 'cuda' but torch.cuda.is_available() is False")
-    torch.set_num_threads(max(1, int(p.compute.workers)))
-    variations = [str(v) for v in p.cyclegan.variations]
-    frames_csv = Path(args.synthetic) / "frames.csv"
-    frames = read_manifest(frames_csv, all_str=True)
-    for col in ("frame_id", "variation", "image", "label"):
-        if col not in frames.columns:
-            raise DataError(frames_csv, f"missing column '{col}'")
-    frames = frames[frames["variation"].isin(variations)]
-    if frames.empty:
-        raise ConfigError(f"cyclegan.variations {variations}: no frames in {frames_csv}")
-    real_csv = Path(args.real) / "real_frames.csv"
-    real = read_manifest(real_csv, all_str=True)
-    model = Path(args.model)
-    if model.is_dir() or not model.suffix:  # a cyclegan_train model folder (weights files have a suffix)
-        model = model / "generator_a2b.pt"
-    if not model.is_file():
-        load_generator(model, device, param=GENERATOR_PARAM)  # DataError naming the file, param and what makes it
-    model_sha256 = file_sha256(model)
-    layout = cached_generator(model, model_sha256, device).layout  # fail early on a bad file; warms the cache
-    opts = compute_options(p.compute, p.data, stage="cyclegan_translate")
-    # local: in-process, torch already uses compute.workers threads for the convolutions (forking
-    # after torch started its thread pool is unsafe); Dask: one frame per worker thread at a time
-    opts["workers"] = 1
-    remote = is_distributed(opts["scheduler"])  # workers get absolute paths (their cwd may differ)
-
-    raw, translated = DomainStats(), DomainStats()
-    rows = []
-    skips = SkipLog(name="cyclegan_translate")  # data.on_error: skip -> a bad frame is left out and listed
-    records = frames.to_dict("records")
-    t0 = time.perf_counter()
-    with atomic_outputs() as outs:  # both outputs renamed into place together, after all work
-        tmp = outs.dir(args.out)
-        (tmp / "images").mkdir()
-        (tmp / "labels").mkdir()
-        for res in map_frames(translate_frame, records, desc="cyclegan_translate", **opts,
-                              model=os.path.abspath(model), model_sha256=model_sha256, device=device,
-                              torch_threads=max(1, int(p.compute.workers)), out_dir=os.path.abspath(tmp),
-                              final_dir=str(args.out), base_dir=os.getcwd() if remote else None, mode=mode,
-                              tile_px=tile_px, overlap_px=overlap_px, amp=bool(tp.amp) and device == "cuda",
-                              jpeg_quality=int(tp.jpeg_quality)):
-            if skips.take(res):
-                continue
-            rows.append(res["row"])
-            raw.add_summary(res["raw_hist"], res["raw_sharp"])
-            translated.add_summary(res["out_hist"], res["out_sharp"])
-        pd.DataFrame(rows).to_csv(tmp / "frames.csv", index=False)
-        seconds = time.perf_counter() - t0
-        counts = skips.report(frames_in=len(records), frames_out=len(rows))  # fails when no frame is left
-        edge = np.array([r["edge_corr"] for r in rows])
-        report = {"frames": len(rows), "mode": mode, "device": device,
-                  "generator": {"file": str(model), "sha256": model_sha256, "layout": layout.layout,
-                                "dropped_running_stats": layout.dropped_running_stats},
-                  "edge_corr": {"min": float(edge.min()), "mean": float(edge.mean())}, **counts}
-        for split in ("train", "val"):
-            ref = real_stats(real, split)
-            if ref.n == 0:
-                continue
-            d_raw, d_out = raw.distance(ref), translated.distance(ref)
-            report[f"real_{split}"] = {
-                "frames": ref.n,
-                "lab_w1_raw": round(d_raw["lab_w1"], 4), "lab_w1_translated": round(d_out["lab_w1"], 4),
-                "sharpness_gap_raw": round(d_raw["sharpness_gap"], 4),
-                "sharpness_gap_translated": round(d_out["sharpness_gap"], 4),
-            }
-        outs.json(args.report, report)
+    report, seconds = run(args.synthetic, args.real, args.model, args.out, args.report,
+                          cyclegan=p.cyclegan, compute=p.compute, data=p.data)
     summary = report.get("real_val", report.get("real_train", {}))
-    print(f"cyclegan_translate: {len(rows)} frames in {seconds:.1f} s; Lab W1 to real "
+    print(f"cyclegan_translate: {report['frames']} frames in {seconds:.1f} s; Lab W1 to real "
           f"{summary.get('lab_w1_raw')} (raw) -> {summary.get('lab_w1_translated')} (translated)")
 
 

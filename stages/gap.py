@@ -9,25 +9,10 @@ Params: gap, seed, classes, compute.workers.
 from __future__ import annotations
 
 import argparse
-import time
-from pathlib import Path
-
-import numpy as np
-import pandas as pd
 
 from sim2real.cli import entrypoint
-from sim2real.errors import DataError
-from sim2real.formats.images import read_rgb
-from sim2real.formats.yolo import read_labels, yolo_to_boxes
-from sim2real.io import atomic_outputs
-from sim2real.metrics.gap import GapSettings, ImageStats, compare_domains, image_stats
-from sim2real.metrics.plots import plot_blur_profile
-from sim2real.manifest import read_manifest
-from sim2real.parallel import SkipLog, compute_options, map_frames
+from sim2real.metrics.gap_run import HEADLINE, run
 from sim2real.params import load_params
-from sim2real.tracking import Tracker
-
-HEADLINE = ("blur_profile_distance", "kid", "pad", "colour_w1_lab", "spectrum_slope_abs_diff", "noise_sigma_abs_diff")
 
 
 def cli(argv=None) -> argparse.Namespace:
@@ -42,114 +27,13 @@ def cli(argv=None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
-def resolve(value: str, base: Path) -> Path:
-    """A path from a manifest: absolute, relative to the cwd (repo root), or to the manifest's folder."""
-    p = Path(value)
-    if p.is_absolute() or p.exists():
-        return p
-    return base / p if (base / p).exists() else p
-
-
-def evenly_spaced(df: pd.DataFrame, key: str, n_max: int | None) -> pd.DataFrame:
-    """Rows sorted by ``key``, thinned to at most ``n_max`` evenly spaced ones (deterministic)."""
-    df = df.sort_values(key, kind="stable").reset_index(drop=True)
-    if n_max and len(df) > n_max:
-        df = df.iloc[np.unique(np.linspace(0, len(df) - 1, int(n_max)).round().astype(int))].reset_index(drop=True)
-    return df
-
-
-def sim_items(frames_csv: str | Path, classes: list[str], max_images: int | None) -> list[dict]:
-    """Work items of a variant dataset: frame id, image path, YOLO label path (boxes read in the worker)."""
-    df = read_manifest(frames_csv, ["frame_id", "image", "label"])
-    if df.empty:
-        raise DataError(frames_csv, "no frames")
-    df = evenly_spaced(df, "frame_id", max_images)
-    base = Path(frames_csv).parent
-    return [{"frame_id": r.frame_id, "image": str(resolve(r.image, base)), "label": str(resolve(r.label, base)),
-             "n_classes": len(classes)} for r in df.itertuples()]
-
-
-def real_items(real_frames_csv: str | Path, real_boxes_csv: str | Path, classes: list[str],
-               max_images: int | None) -> list[dict]:
-    """Work items of the real val split with their boxes of the output classes (xyxy pixels)."""
-    frames = read_manifest(real_frames_csv, ["image_id", "split", "image"])
-    frames = frames[frames["split"] == "val"]
-    if frames.empty:
-        raise DataError(real_frames_csv, "no real frames with split == val")
-    frames = evenly_spaced(frames, "image_id", max_images)
-    boxes = read_manifest(real_boxes_csv, ["image_id", "type", "left", "top", "right", "bottom"])
-    boxes = boxes[boxes["type"].isin(classes)]
-    by_id = {k: g[["left", "top", "right", "bottom"]].to_numpy(np.float64) for k, g in boxes.groupby("image_id")}
-    base = Path(real_frames_csv).parent
-    return [{"frame_id": r.image_id, "image": str(resolve(r.image, base)), "boxes": by_id.get(r.image_id, np.zeros((0, 4)))}
-            for r in frames.itertuples()]
-
-
-def stats_one(item: dict, settings: GapSettings) -> ImageStats:
-    """Per-image statistics (top-level, picklable: runs in worker processes)."""
-    rgb = read_rgb(item["image"])
-    if "boxes" in item:
-        boxes = item["boxes"]
-    else:
-        lab = read_labels(item["label"])
-        bad = (lab["cls"] < 0) | (lab["cls"] >= item["n_classes"])
-        if bad.any():
-            raise DataError(item["label"], f"class id {int(lab['cls'][bad].iloc[0])} outside 0..{item['n_classes'] - 1}")
-        boxes = yolo_to_boxes(lab[["cx", "cy", "w", "h"]].to_numpy(), rgb.shape[1], rgb.shape[0]) if len(lab) \
-            else np.zeros((0, 4))
-    return image_stats(rgb, boxes, image_id=item["frame_id"], denoise_sigma_px=settings.denoise_sigma_px,
-                       min_box_px=settings.min_box_px, lab_bins=settings.lab_bins,
-                       spectrum_bins=settings.spectrum_bins, thumb_hw=settings.thumb_hw)
-
-
-def sample_pair(sim: ImageStats, real: ImageStats) -> np.ndarray:
-    """Side-by-side thumbnails (sim | real) for the tracker."""
-    gap = np.full((sim.thumb.shape[0], 4, 3), 255, np.uint8)
-    return np.concatenate([sim.thumb, gap, real.thumb], axis=1)
-
-
 def main(argv=None) -> None:
     args = cli(argv)
     p = load_params("gap", "seed", "classes", "compute", "data")
-    settings = GapSettings.from_params(p.gap, p.seed)
-    classes = list(p.classes)
-    max_images = p.gap.max_images
-    sim_work = sim_items(args.frames, classes, max_images)
-    real_work = real_items(args.real_frames, args.real_boxes, classes, max_images)
-    # ~50 ms a frame: worker start-up only pays off from a few dozen frames per worker
-    workers = max(1, min(int(p.compute.workers), (len(sim_work) + len(real_work)) // 64))
-    t0 = time.perf_counter()
-    opts = {k: v for k, v in compute_options(p.compute, p.data).items()
-            if k in ("scheduler", "batch_size", "max_in_flight", "on_error", "max_skip_fraction")}
-    # data.on_error: skip -> listed in the JSON, never lost
-    sim_skips, real_skips = SkipLog(name=f"gap {args.variant} sim"), SkipLog(name="gap real")
-    sims = [r for r in map_frames(stats_one, sim_work, workers=workers, desc=f"gap {args.variant} sim",
-                                  settings=settings, **opts) if not sim_skips.take(r)]
-    reals = [r for r in map_frames(stats_one, real_work, workers=workers, desc="gap real", settings=settings, **opts)
-             if not real_skips.take(r)]
-    import torch
-    # small demo-sized sets: extra intra-op threads only spin (about 2 s of CPU on 40 images)
-    torch.set_num_threads(max(1, min(torch.get_num_threads(), (len(sims) + len(reals)) // 256)))
-    try:
-        result, curves = compare_domains(sims, reals, settings)
-    except ValueError as exc:
-        raise DataError(args.frames, f"gap metrics for variant '{args.variant}': {exc}") from None
-    result["variant"] = args.variant
-    result["sim_frames"] = sim_skips.report(frames_in=len(sim_work), frames_out=len(sims))
-    result["real_frames"] = real_skips.report(frames_in=len(real_work), frames_out=len(reals))
-    result["directions"] = {k: "lower is better" for k in HEADLINE}
-    config = {"gap": dict(p.gap), "seed": p.seed, "classes": classes}
-    with atomic_outputs() as outs:  # curves, JSON and DVCLive folder renamed into place together, last
-        tmp = outs.dir(args.curves)
-        curves["blur_profile"].to_csv(tmp / "blur_profile.csv", index=False, float_format="%.6g")
-        curves["spectrum"].to_csv(tmp / "spectrum.csv", index=False, float_format="%.6g")
-        outs.json(args.out, result)
-        with Tracker("gap", args.variant, config, dvclive_dir=args.live, outputs=outs) as tr:
-            tr.summary({k: result[k] for k in HEADLINE})
-            tr.log_image("sample_sim_vs_real", sample_pair(sims[0], reals[0]))
-            tr.log_image("blur_profile", plot_blur_profile(curves["blur_profile"], args.variant))
+    result, seconds = run(args.variant, args.frames, args.real_frames, args.real_boxes, args.out, args.curves,
+                          args.live, gap=p.gap, seed=p.seed, classes=p.classes, compute=p.compute, data=p.data)
     print(f"gap {args.variant}: " + ", ".join(f"{k}={result[k]:.4g}" for k in HEADLINE)
-              + f" ({result['feature_extractor']}; {time.perf_counter() - t0:.1f} s)")
+              + f" ({result['feature_extractor']}; {seconds:.1f} s)")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from sim2real.errors import DataError
 from sim2real.formats.images import write_gray, write_image
 from sim2real.formats.vkitti2 import write_depth
 from sim2real.formats.yolo import read_labels
-from stages.depth_blur import run
+from sim2real.physics.dataset import run
 
 ROOT = Path(__file__).resolve().parents[1]
 W, H = 320, 120

@@ -78,7 +78,8 @@ def test_demo_world_rendered_on_dask_matches_the_local_stage(cluster, tiny_world
 def test_depth_blur_stage_frames_on_dask_match_local(cluster, tiny_world, tmp_path):
     """The depth_blur stage's per-frame function: same image/label bytes and rows on Dask."""
     from sim2real.params import load_params
-    from stages.depth_blur import plain, process_frame, read_frames
+    from sim2real.params import plain
+    from sim2real.physics.dataset import process_frame, read_frames
 
     p = load_params("blur", "haze", "camera", "seed", path=tiny_world / "params.yaml")
     params = {"blur": plain(p.blur), "haze": plain(p.haze), "camera": plain(p.camera)}

@@ -86,6 +86,7 @@ TRANSLATE = ["--synthetic", "data/dedupe", "--real", "data/ingest", "--model", "
 
 def test_cyclegan_translate_on_dask_is_byte_identical_and_loads_the_generator_once_per_worker(
         cluster, tmp_path, monkeypatch):
+    from sim2real.cyclegan.stage import generator_cache_info
     from stages import cyclegan_translate as ct
 
     lc, client = cluster
@@ -109,7 +110,7 @@ def test_cyclegan_translate_on_dask_is_byte_identical_and_loads_the_generator_on
     assert a.drop(columns=["image", "label"]).equals(b.drop(columns=["image", "label"]))
     for key in ("frames", "edge_corr", "real_train", "real_val", "frames_skipped"):
         assert local_report[key] == dask_report[key]
-    infos = list(client.run(ct.generator_cache_info).values())
+    infos = list(client.run(generator_cache_info).values())
     assert sum(i["loads"] for i in infos) >= 1 and all(i["loads"] <= 1 for i in infos)  # once per worker process
     assert all(c == [str(tmp_path / "data/cyclegan/model/generator_a2b.pt")] for i in infos if i["loads"]
                for c in [i["cached"]])
@@ -142,7 +143,8 @@ HOW = ["dotdot", "absolute", "symlink"]
 @pytest.mark.parametrize("how", HOW)
 def test_stages_reject_manifest_paths_escaping_the_data_roots(tmp_path, monkeypatch, how):
     """Four downstream stages stop at the manipulated row, naming the manifest file and its line."""
-    from stages import build_dataset, cyclegan_translate, dedupe, depth_blur
+    from sim2real.physics.dataset import read_frames
+    from stages import build_dataset, cyclegan_translate, dedupe
 
     make_world(tmp_path)
     monkeypatch.chdir(tmp_path)
@@ -154,7 +156,7 @@ def test_stages_reject_manifest_paths_escaping_the_data_roots(tmp_path, monkeypa
     with pytest.raises(DataError, match=r"data/dedupe/frames\.csv" + line):
         cyclegan_translate.main([*TRANSLATE, "--out", "data/aug/cyclegan"])
     with pytest.raises(DataError, match=r"data/dedupe/frames\.csv" + line):
-        depth_blur.read_frames("data/dedupe")  # the depth_blur stage's manifest reader
+        read_frames("data/dedupe")  # the depth_blur stage's manifest reader
     manipulate(tmp_path, "data/ingest/real_frames.csv", "image", how)
     with pytest.raises(DataError, match=r"data/ingest/real_frames\.csv" + line):
         build_dataset.main(["val", "--real-frames", "data/ingest/real_frames.csv", "--out", "data/real_val"])

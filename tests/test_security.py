@@ -80,9 +80,9 @@ def _per_frame_library_calls(row: dict) -> int:
     ran = 0
     image, depth = read_rgb(row["image"]), read_depth_m(row["depth"])
     try:
-        from stages.depth_blur import render_frame
+        from sim2real.physics.dataset import render_frame
         from sim2real.params import load_params
-        from stages.depth_blur import plain
+        from sim2real.params import plain
         p = load_params("blur", "haze", "camera", "seed")
         item = {**row, "boxes": []}
         out, _, _ = render_frame(item, {"blur": plain(p.blur), "haze": plain(p.haze), "camera": plain(p.camera)},

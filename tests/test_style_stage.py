@@ -14,7 +14,8 @@ from sim2real.errors import ConfigError
 from sim2real.formats.images import read_rgb, write_gray, write_image
 from sim2real.formats.vkitti2 import CATEGORY_COLORS
 from sim2real.io import tree_digest
-from stages import style_transfer as st
+from sim2real.style import stage as st
+from stages import style_transfer
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC_COLUMNS = ["frame_id", "image", "label", "style_image_id", "method", "steps", "content_loss", "style_loss"]
@@ -169,8 +170,8 @@ def test_stage_main_tracks_batches_and_grid_offline(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("SIM2REAL_WANDB_ROOT", str(tmp_path))
-    st.main(["--dedupe", str(ded), "--real", str(ing), "--out", "out", "--report", "rep.json", "--grid", "grid.jpg",
-             "--timing", "timing.csv", "--live", "live"])
+    style_transfer.main(["--dedupe", str(ded), "--real", str(ing), "--out", "out", "--report", "rep.json",
+                         "--grid", "grid.jpg", "--timing", "timing.csv", "--live", "live"])
     [run_dir] = offline_runs(tmp_path)
     run = read_offline_run(run_dir)
     assert run["name"] == "style_transfer-photoreal" and "style_transfer" in run["tags"]

@@ -43,6 +43,7 @@ from sim2real.cyclegan.checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_NAME, loa
 from sim2real.cyclegan.networks import ImagePool, PatchDiscriminator, ResnetGenerator, init_weights, lsgan_loss
 from sim2real.errors import ConfigError, DataError
 from sim2real.formats.images import read_rgb
+from sim2real.io import atomic_file
 
 log = logging.getLogger(__name__)
 
@@ -477,3 +478,18 @@ def sample_grid(model: CycleGAN, frame_a: np.ndarray, frame_b: np.ndarray, *, wi
         rows.append(np.concatenate([cv2.resize(x, (width_px, h), interpolation=cv2.INTER_AREA) for x in (img, out)], 1))
     model.train(was_training)
     return np.concatenate(rows, 0)
+
+
+def write_losses_csv(path: str | Path, history: dict[str, list[float]]) -> None:
+    """One row per iteration: step, lr and every loss (for ``dvc plots``)."""
+    df = pd.DataFrame({k: history[k] for k in ("step", "lr", *LOSS_NAMES)})
+    df["step"] = df["step"].astype(int)
+    with atomic_file(path) as fh:
+        df.to_csv(fh, index=False, float_format="%.6g")
+
+
+def final_losses(history: dict[str, list[float]], fraction: float = 0.1) -> dict[str, float]:
+    """Mean of each loss over the last ``fraction`` of iterations (less noisy than the last value)."""
+    n = len(history["step"])
+    k = max(1, int(round(n * fraction)))
+    return {name: float(np.mean(history[name][-k:])) for name in LOSS_NAMES} if n else {}
