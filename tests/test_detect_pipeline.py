@@ -143,13 +143,10 @@ def test_another_seed_adds_runs_and_reruns_none(pipeline_repo, tmp_path):
     new = max(old) + 1
     params["train"]["seeds"] = [*old, new]
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    out = dvc(repo, "repro", "--dry").stdout
-    ran = set(re.findall(r"Running stage '([^']+)'", out))
-    runs = {f"{kind}@{v}-{new}" for kind in ("train", "evaluate") for v in VARIANTS}
-    assert runs <= ran, sorted(runs - ran)
-    assert not any(re.fullmatch(rf"(train|evaluate)@.+-{s}", x) for s in old for x in ran), sorted(ran)
-    assert not any(x.split("@")[0] in ("build_dataset", "depth_blur", "demo", "gap") for x in ran), sorted(ran)
-    assert {f"score@{v}" for v in VARIANTS} <= ran
+    # what `dvc repro` would run: the new runs only (the scores follow once their evaluations exist;
+    # `report` shows params.yaml itself, so any params edit makes it stale)
+    stale = set(json.loads(dvc(repo, "status", "--json").stdout or "{}")) - {"report"}
+    assert stale == {f"{kind}@{v}-{new}" for kind in ("train", "evaluate") for v in VARIANTS}, sorted(stale)
 
 
 @pytest.mark.slow

@@ -56,8 +56,8 @@ class Traffic:
     """How many vehicles a scene holds and where (params ``demo.traffic``; both sides share it).
 
     A real frame draws ``vehicles`` (``[low, high)``) vehicles; a synthetic scene draws as many
-    plus one per ``route_spacing_m`` of the road its ego drives, spread along that road, so its
-    frames keep about the same density. Each vehicle is "near" with probability ``near_share``
+    plus one per ``route_spacing_m`` of the first 60 % of the road its ego drives (where
+    :func:`make_scene` spreads vehicles), so its frames keep about the same density. Each vehicle is "near" with probability ``near_share``
     (ahead by ``near_m``, uniform) else "far" (``far_m``); its class is drawn with
     ``class_weights`` (Car, Van, Truck).
     """
