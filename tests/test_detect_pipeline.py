@@ -145,8 +145,11 @@ def test_another_seed_adds_runs_and_reruns_none(pipeline_repo, tmp_path):
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     # what `dvc repro` would run: the new runs only (the scores follow once their evaluations exist;
     # `report` shows params.yaml itself, so any params edit makes it stale)
+    # score@<v> reads train.seeds and every seed folder of its variant, baseline and real: each rescoring
     stale = set(json.loads(dvc(repo, "status", "--json").stdout or "{}")) - {"report"}
-    assert stale == {f"{kind}@{v}-{new}" for kind in ("train", "evaluate") for v in VARIANTS}, sorted(stale)
+    runs = {f"{kind}@{v}-{new}" for kind in ("train", "evaluate") for v in VARIANTS}
+    assert stale == runs | {f"score@{v}" for v in VARIANTS}, sorted(stale)
+    assert not {f"{kind}@{v}-{s}" for kind in ("train", "evaluate") for v in VARIANTS for s in old} & stale
 
 
 @pytest.mark.slow
@@ -158,10 +161,12 @@ def test_blur_experiment_reruns_only_depth_blur_and_mix(pipeline_repo, tmp_path)
     # target the evaluate@ group: its whole upstream is checked, downstream reports are left out
     out = dvc(repo, "exp", "run", "-S", f"blur.sigma={new}", "evaluate").stdout
     ran = set(re.findall(r"Running stage '([^']+)'", out))
-    for v in ("depth_blur", "mix"):
+    # calibrate reads blur.* (its "before" statistics; the calibrated variant inherits the keys it
+    # does not fit), so the calibrated chain is a blur dependant too
+    for v in ("depth_blur", "mix", "calibrated"):
         assert f"build_dataset@{v}" in ran, (v, sorted(ran))
         assert {f"train@{v}-{s}" for s in seeds} | {f"evaluate@{v}-{s}" for s in seeds} <= ran, (v, sorted(ran))
     assert "depth_blur" in ran and "build_mix" in ran
-    for v in VARIANTS - {"depth_blur", "mix"}:
+    for v in VARIANTS - {"depth_blur", "mix", "calibrated"}:
         assert not any(re.search(rf"@{v}(-\d+)?$", s) for s in ran), (v, sorted(ran))
     assert "build_val" not in ran and "build_real_train" not in ran

@@ -219,21 +219,21 @@ def test_replacing_the_weights_file_makes_train_stale(tmp_path):
                 "reports/train/baseline.csv"):
         (repo / rel).parent.mkdir(parents=True, exist_ok=True)
         (repo / rel).write_text("epoch\n1\n")
-    dvc(repo, "commit", "-f", "-q", "train@baseline")           # record the stage as run with these files
-    assert "up to date" in dvc(repo, "status", "train@baseline").stdout
+    dvc(repo, "commit", "-f", "-q", "train@baseline-0")           # record the stage as run with these files
+    assert "up to date" in dvc(repo, "status", "train@baseline-0").stdout
     tmp = repo / "weights" / "new.tmp"
     tmp.write_bytes(b"b" * 64)                                 # same size, other content, renamed into place
     os.replace(tmp, w)
-    out = dvc(repo, "status", "train@baseline").stdout
-    assert "train@baseline" in out and "modified:" in out and "weights" in out, out
+    out = dvc(repo, "status", "train@baseline-0").stdout
+    assert "train@baseline-0" in out and "modified:" in out and "weights" in out, out
     # a symbolic link in weights/ (the file kept on another disk): DVC hashes the target's content
     external = tmp_path / "external.pt"
     external.write_bytes(b"c" * 64)
     w.unlink()
     w.symlink_to(external)
-    dvc(repo, "commit", "-f", "-q", "train@baseline")
-    assert "up to date" in dvc(repo, "status", "train@baseline").stdout
+    dvc(repo, "commit", "-f", "-q", "train@baseline-0")
+    assert "up to date" in dvc(repo, "status", "train@baseline-0").stdout
     tmp = tmp_path / "new.tmp"
     tmp.write_bytes(b"d" * 64)
     os.replace(tmp, external)
-    assert "modified:" in dvc(repo, "status", "train@baseline").stdout
+    assert "modified:" in dvc(repo, "status", "train@baseline-0").stdout

@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 
 from tests.conftest import ROOT, _env, dvc, make_repo
-from sim2real.demo import generate
 from sim2real.errors import ConfigError, DataError
 from sim2real.formats.images import read_rgb, write_image
 from sim2real.io import atomic_dir, tree_digest
@@ -59,8 +58,9 @@ def test_sigkill_mid_stage_leaves_no_output_and_rerun_is_identical(tmp_path):
     assert dvc(repo, "status", "demo").stdout.strip().endswith("up to date.")
     assert not list(repo.glob(".sim2real/tmp/demo-*.tmp-*"))  # the killed run's temporary is gone
     assert not [p for p in (repo / "data").rglob("*") if ".tmp-" in p.name]  # and none was ever in data/
-    reference = tmp_path / "reference"
-    generate(reference, workers=1, **DEMO)  # an uninterrupted run of the same generator
+    reference = tmp_path / "reference"  # an uninterrupted run of the same stage with the same params
+    subprocess.run([sys.executable, "-m", "stages.demo", "--out", str(reference)], cwd=repo, env=_env(), check=True,
+                   capture_output=True)
     assert tree_digest(repo / "data" / "demo") == tree_digest(reference)
 
 
