@@ -215,8 +215,8 @@ def test_replacing_the_weights_file_makes_train_stale(tmp_path):
     repo = make_repo(tmp_path / "repo", {"train": {"weights": "w.pt"}})
     w = repo / "weights" / "w.pt"
     w.write_bytes(b"a" * 64)
-    for rel in ("data/datasets/baseline/frames.csv", "data/real_val/frames.csv", "data/train/baseline/results.csv",
-                "reports/train/baseline.csv"):
+    for rel in ("data/datasets/baseline/frames.csv", "data/real_val/frames.csv",
+                "data/train/baseline/seed0/results.csv", "reports/train/baseline/seed0.csv"):
         (repo / rel).parent.mkdir(parents=True, exist_ok=True)
         (repo / rel).write_text("epoch\n1\n")
     dvc(repo, "commit", "-f", "-q", "train@baseline-0")           # record the stage as run with these files
