@@ -55,8 +55,9 @@ def kitti_rows(boxes, types=None, occluded=None) -> pd.DataFrame:
     return df
 
 
-def make_real(root: Path, n: int = 6, seed: int = 1) -> Path:
-    """A miniature real-KITTI training folder + ``real_frames.csv`` (all frames split val, plus one train)."""
+def make_real(root: Path, n: int = 6, seed: int = 1, calib: bool = False) -> Path:
+    """A miniature real-KITTI training folder + ``real_frames.csv`` (all frames split val, plus one train);
+    ``calib``: with KITTI calib files (P2), as the study's distance estimate needs."""
     rng = np.random.default_rng(seed)
     rows = []
     for i in range(n + 1):
@@ -70,8 +71,11 @@ def make_real(root: Path, n: int = 6, seed: int = 1) -> Path:
         dc = kitti_rows([(0, 0, 20, 20)], ["DontCare"])
         ped = kitti_rows([(250, 10, 262, 40)], ["Pedestrian"])
         kitti.write_label(lp, pd.concat([df, dc, ped], ignore_index=True))
+        cp = root / "training" / "calib" / f"{iid}.txt"
+        if calib:
+            kitti.write_calib(cp, {"P2": np.array([[721.5, 0, 609.6, 44.9], [0, 721.5, 172.9, 0.22], [0, 0, 1, 0.003]])})
         rows.append({"image_id": iid, "split": "train" if i == n else "val", "image": str(ip), "label": str(lp),
-                     "calib": "", "semantic": "", "width": W, "height": H})
+                     "calib": str(cp) if calib else "", "semantic": "", "width": W, "height": H})
     csv = root / "real_frames.csv"
     pd.DataFrame(rows).to_csv(csv, index=False)
     return csv

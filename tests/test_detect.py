@@ -3,6 +3,7 @@ KITTI result writing, and one tiny real train + evaluate through the stage entry
 from __future__ import annotations
 
 import json
+import shutil
 import os
 import subprocess
 import sys
@@ -253,7 +254,7 @@ def test_results_table_strips_and_drops_time(tmp_path):
 def test_tiny_train_and_evaluate_through_the_stages(tmp_path):
     """A real 1-epoch ultralytics run at 64 px through stages.train, stages.evaluate and stages.score."""
     make_variant(tmp_path / "data" / "aug", "v", n=8)
-    csv = make_real(tmp_path / "data" / "kitti", n=4)
+    csv = make_real(tmp_path / "data" / "kitti", n=4, calib=True)
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["train"].update(imgsz=64, epochs=1, batch=8)
     params["study"]["camera_height_m"] = 1.65  # the hand-made val labels carry no 3D location to estimate it
@@ -273,6 +274,9 @@ def test_tiny_train_and_evaluate_through_the_stages(tmp_path):
                   "--val", "data/real_val", "--out", "data/eval/v/seed2"),
                  ("stages.score", "--variant", "v", "--eval", "data/eval", "--val", "data/real_val",
                   "--out", "reports/metrics/v.json")):
+        if args[0] == "stages.score":  # the references: this run stands in for baseline and oracle (no gap)
+            for ref in ("baseline", "real"):
+                shutil.copytree(tmp_path / "data/eval/v", tmp_path / "data/eval" / ref)
         r = stage(*args)
         assert r.returncode == 0, r.stderr[-3000:]
     run = tmp_path / "data/train/v/seed2"
@@ -287,7 +291,9 @@ def test_tiny_train_and_evaluate_through_the_stages(tmp_path):
     dets = sorted(p.name for p in (tmp_path / "data/eval/v/seed2/detections").iterdir())
     assert dets == [f"{i:06d}.txt" for i in range(4)]
     m = json.loads((tmp_path / "reports/metrics/v.json").read_text())
-    assert m["seeds"] == ["seed2"] and np.isfinite(m["kitti"]["Car"]["moderate"])
+    assert m["seeds"]["values"] == [2] and np.isfinite(m["kitti"]["Car"]["moderate"])
+    g = m["gap_closure"]["kitti_car_moderate"]
+    assert g["value"] is None and g["reason"]  # the references are this very run: no measurable gap
     # one offline W&B run per stage for this run
     from sim2real.tracking import read_offline_run
     runs = {read_offline_run(r)["name"]: read_offline_run(r) for r in (tmp_path / "wandb").glob("offline-run-*")}
