@@ -14,6 +14,10 @@ from sim2real.io import describe_os_error, is_storage_error
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 WATCHDOG_INTERVAL_S = 1.0
+# A ``<shell> -c '<command>'`` between the stage and its owner: DVC runs stage commands through
+# ``$SHELL -c`` (or /bin/sh). bash execs a single command, dash does not, so with dash the
+# stage's parent is a shell that outlives a killed ``dvc repro``.
+SHELL_NAMES = frozenset({"sh", "dash", "bash", "zsh", "ksh", "mksh", "ash", "busybox"})
 
 
 class ParentDied(SystemExit):
@@ -42,11 +46,47 @@ def _set_pdeathsig(signum: int) -> bool:
         return False
 
 
-def _watchdog(parent_pid: int, interval_s: float) -> None:
-    """Poll the parent pid; when this process was re-parented, SIGTERM itself (any platform)."""
+def shell_wrappers() -> list[tuple[int, int]]:
+    """``(pid, ppid)`` of each ``<shell> -c`` process between this one and the process that owns
+    it (nearest first); empty when the parent is not such a shell or psutil cannot see it."""
+    import psutil
+
+    chain: list[tuple[int, int]] = []
+    try:
+        proc = psutil.Process().parent()
+        while proc is not None and proc.pid > 1:
+            cmdline = proc.cmdline()
+            if proc.name() not in SHELL_NAMES or "-c" not in cmdline[1:]:
+                break
+            chain.append((proc.pid, proc.ppid()))
+            proc = proc.parent()
+    except (psutil.Error, OSError):
+        pass
+    return chain
+
+
+def _owner_gone(parent_pid: int, wrappers: list[tuple[int, int]]) -> bool:
+    """True when this process, or any shell wrapper above it, was re-parented (its parent died)."""
+    import psutil
+
+    if os.getppid() != parent_pid:
+        return True
+    for pid, ppid in wrappers:
+        try:
+            if psutil.Process(pid).ppid() != ppid:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        except psutil.Error:
+            continue
+    return False
+
+
+def _watchdog(parent_pid: int, wrappers: list[tuple[int, int]], interval_s: float) -> None:
+    """Poll the parent and the shell wrappers above it; SIGTERM this process once its owner died."""
     while True:
         time.sleep(interval_s)
-        if os.getppid() != parent_pid:
+        if _owner_gone(parent_pid, wrappers):
             os.kill(os.getpid(), signal.SIGTERM)
             return
 
@@ -55,6 +95,8 @@ def exit_with_parent() -> None:
     """Make this process end (cleanly, through SIGTERM → :class:`ParentDied`) when its parent dies.
 
     Linux: ``prctl(PR_SET_PDEATHSIG, SIGTERM)``; elsewhere a daemon thread polls ``getppid()``.
+    When the parent is a ``<shell> -c`` wrapper (DVC under dash), the thread also watches the
+    wrappers' parents, so killing ``dvc repro`` alone still ends the stage within about a second.
     The SIGTERM handler raises :class:`ParentDied` (a ``SystemExit``) in the main thread, so every
     ``with atomic_outputs()`` block removes its temporaries and no output changes. A parent that
     died before this call is detected too. ``SIM2REAL_DETACH=1`` turns it off (e.g. a stage
@@ -64,8 +106,9 @@ def exit_with_parent() -> None:
         return
     parent = os.getppid()
     signal.signal(signal.SIGTERM, _on_sigterm(os.getpid()))
-    if not _set_pdeathsig(signal.SIGTERM):
-        threading.Thread(target=_watchdog, args=(parent, WATCHDOG_INTERVAL_S), daemon=True,
+    wrappers = shell_wrappers()
+    if not _set_pdeathsig(signal.SIGTERM) or wrappers:
+        threading.Thread(target=_watchdog, args=(parent, wrappers, WATCHDOG_INTERVAL_S), daemon=True,
                          name="sim2real-parent-watchdog").start()
     if os.getppid() != parent:  # the parent died between getppid() and prctl()
         os.kill(os.getpid(), signal.SIGTERM)

@@ -316,11 +316,15 @@ def test_data_roots_ingest_accepts_are_the_ones_dedupe_accepts(world, tmp_path, 
 
 
 @pytest.mark.slow
-def test_killing_dvc_repro_stops_its_stage(tmp_path):
-    """The real case: DVC runs the stage through ``$SHELL -c``; SIGKILL of dvc alone stops the stage."""
+@pytest.mark.parametrize("shell", [s for s in ("/bin/sh", "/bin/bash") if Path(s).exists()])
+def test_killing_dvc_repro_stops_its_stage(tmp_path, shell):
+    """The real case: DVC runs the stage through ``$SHELL -c``; SIGKILL of dvc alone stops the stage.
+
+    bash execs the single command (the stage is dvc's child); dash keeps a shell in between (the
+    stage is dvc's grandchild, out of reach of the parent-death signal), so both are run."""
     repo = make_repo(tmp_path / "repo", {"demo": {**WORLD, "frames_per_scene": 6}, "compute": {"workers": 1}})
-    proc = subprocess.Popen([str(BIN / "dvc"), "repro", "demo"], cwd=repo, env=_env(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen([str(BIN / "dvc"), "repro", "demo"], cwd=repo, env={**_env(), "SHELL": shell},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     _wait_for(lambda: _stage_temp(repo, "demo"), proc, "the stage's temporary output")
     children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
     assert children, "dvc has no child process"
