@@ -25,8 +25,8 @@ def _env() -> dict:
     return env
 
 
-def run(cmd: list[str], cwd: Path, check: bool = True, timeout: int = 900) -> subprocess.CompletedProcess:
-    proc = subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=timeout)
+def run(cmd: list[str], cwd: Path, check: bool = True, timeout: int = 900, env: dict | None = None) -> subprocess.CompletedProcess:
+    proc = subprocess.run(cmd, cwd=cwd, env={**_env(), **(env or {})}, capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
     return proc
@@ -87,5 +87,20 @@ def cluster():
 def pipeline_repo(tmp_path_factory) -> Path:
     """A repo where `dvc repro` ran the whole pipeline once on the miniature world."""
     repo = make_repo(tmp_path_factory.mktemp("pipeline") / "repo")
-    dvc(repo, "repro")
+    # W&B off for this run only (its per-stage start-up is ~2 s x 20 stages); W&B's offline files are
+    # checked on real stage runs in tests/test_detect.py, test_tracking.py and test_security.py
+    run([str(BIN / "dvc"), "repro"], cwd=repo, env={"WANDB_MODE": "disabled"})
     return repo
+
+
+PIPELINE_GROUP = "pipeline"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Group tests for ``pytest -n 2 --dist loadgroup`` (``make test``): every test on the session
+    pipeline in one worker (one ``dvc repro``), queued first because it is the longest; every other
+    test with the rest of its file (module-scoped worlds are made once)."""
+    for item in items:
+        group = PIPELINE_GROUP if "pipeline_repo" in getattr(item, "fixturenames", ()) else item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(group))
+    items.sort(key=lambda item: "pipeline_repo" not in getattr(item, "fixturenames", ()))  # stable

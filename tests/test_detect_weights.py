@@ -177,7 +177,12 @@ def test_original_yolov5_checkpoint_names_the_u_file(configured, monkeypatch):
     with pytest.raises(ConfigError, match="original ultralytics/yolov5"):
         check_checkpoint(copy, "--weights")                   # recognised by content, not by name
     # a valid ultralytics file under an original yolov5 name would be swapped by ultralytics for another file
-    renamed = make_official_checkpoint(tmp_path / "weights" / "yolov5n6.pt")
+    # (ultralytics swaps only names whose whole path has no "u": relative to the folder, as a user writes it)
+    make_official_checkpoint(tmp_path / "weights" / "yolov5n6.pt")
+    monkeypatch.chdir(tmp_path)
+    renamed = Path("weights") / "yolov5n6.pt"
+    from ultralytics.utils.checks import check_yolov5u_filename
+    assert check_yolov5u_filename(str(renamed), verbose=False) != str(renamed)  # the reference swaps it
     with pytest.raises(ConfigError, match=r"replaces this yolov5 file name by yolov5n6u.pt") as err:
         check_checkpoint(renamed, "train.weights")
     assert "\n" not in str(err.value) and "(train.weights)" in str(err.value)

@@ -40,8 +40,8 @@ def distance_sigma_px(depth_m: np.ndarray, sigma_px: float, near_m: float, far_m
         raise ConfigError(f"blur.far_m ({far_m}) must be greater than blur.near_m ({near_m})")
     clamped = cv2.max(cv2.min(depth_m.astype(np.float32, copy=False), float(far_m)), float(near_m))
     k = 1.0 / (far_m - near_m)
-    if curve == "linear":  # sigma * (clamped - near) / (far - near) in one pass; a hair below 0 at near -> 0
-        return cv2.max(cv2.addWeighted(clamped, k * sigma_px, clamped, 0.0, -near_m * k * sigma_px), 0.0)
+    if curve == "linear":  # exactly 0 at near_m (clamped == near there) and at most sigma_px beyond far_m
+        return cv2.min((clamped - np.float32(near_m)) * np.float32(k * sigma_px), float(sigma_px))
     # exactly 0 at near_m and at most 1 beyond far_m: a fractional power magnifies any rounding there
     u = cv2.min(cv2.max((clamped - np.float32(near_m)) * np.float32(k), 0.0), 1.0)
     if curve == "power":

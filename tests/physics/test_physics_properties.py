@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from hypothesis import given, settings, strategies as st
+from hypothesis import example, given, settings, strategies as st
 from hypothesis.extra.numpy import arrays
 
 from sim2real.physics import distance_blur, distance_sigma_px, haze, sensor_noise, transmission, vignetting
@@ -39,12 +39,14 @@ def test_zero_strength_is_an_identical_copy(frame, near_m, far_m):
 @SETTINGS
 @given(arrays(np.float32, 64, elements=st.floats(0.125, 1000.0, width=32)), st.floats(0.1, 10), st.floats(0.5, 30),
        st.floats(1, 200), st.sampled_from(["linear", "power", "smoothstep"]), st.floats(0.3, 3))
+@example(np.full(64, 14.0, np.float32), 1.903411493169689, 13.0, 1.0, "linear", 1.0)  # float32 rounding at far_m
+@example(np.full(64, 1.0, np.float32), 1.903411493169689, 13.0, 1.0, "linear", 1.0)   # ... and below near_m
 def test_blur_sigma_is_monotone_in_depth_and_bounded(depth, sigma_px, near_m, span_m, curve, power):
     depth = np.sort(depth)
     s = distance_sigma_px(depth, sigma_px, near_m, near_m + span_m, curve=curve, power=power)
     assert np.all(np.diff(s) >= -1e-6)
     assert s.min() >= 0 and s.max() <= sigma_px + 1e-6
-    assert np.all(s[depth <= near_m] <= 1e-6)  # sharp up to near_m (float32 rounding aside)
+    assert np.all(s[depth <= near_m] == 0)  # sharp up to near_m
 
 
 @SETTINGS
