@@ -96,6 +96,7 @@ def pipeline_repo(tmp_path_factory) -> Path:
 PIPELINE_GROUP = "pipeline"
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which turns the marks into node-id suffixes
 def pytest_collection_modifyitems(config, items):
     """Group tests for ``pytest -n 2 --dist loadgroup`` (``make test``): every test on the session
     pipeline in one worker (one ``dvc repro``), queued first because it is the longest; every other
