@@ -29,7 +29,7 @@ repro: $(STAMP)
 # Two pytest workers (pytest-xdist): the session pipeline's tests in one, everything else in the other.
 TEST_WORKERS ?= 2
 test: $(STAMP) chromium
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadscope
 
 # The pure-library tests (no DVC pipeline, no training, no browser): under a minute on 2 idle cores.
 FAST_TESTS := tests/physics tests/test_physics.py tests/test_formats.py tests/test_labels.py \

@@ -96,12 +96,31 @@ def pipeline_repo(tmp_path_factory) -> Path:
 PIPELINE_GROUP = "pipeline"
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which turns the marks into node-id suffixes
+def pipeline_files() -> set[str]:
+    """Test files (node-id form) that use the session pipeline, found by name without importing them."""
+    here = Path(__file__).resolve().parent
+    return {f"{p.relative_to(ROOT).as_posix()}" for p in here.rglob("test_*.py") if "pipeline_repo" in p.read_text()}
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """``make test`` runs ``pytest -n 2 --dist loadscope``: each test file is one unit of work (its
+    module-scoped worlds are made once), except that every file using the session pipeline is one
+    unit, so one worker runs ``dvc repro`` once and the other takes the remaining files.
+    (xdist's own ``--dist loadgroup`` marks do not reach its scheduler under pytest 9.)"""
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    files = pipeline_files()
+
+    class PipelineScopes(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return PIPELINE_GROUP if path in files else path
+
+    return PipelineScopes(config, log)
+
+
 def pytest_collection_modifyitems(config, items):
-    """Group tests for ``pytest -n 2 --dist loadgroup`` (``make test``): every test on the session
-    pipeline in one worker (one ``dvc repro``), queued first because it is the longest; every other
-    test with the rest of its file (module-scoped worlds are made once)."""
-    for item in items:
-        group = PIPELINE_GROUP if "pipeline_repo" in getattr(item, "fixturenames", ()) else item.nodeid.split("::")[0]
-        item.add_marker(pytest.mark.xdist_group(group))
+    """Queue the session pipeline's tests first: the longest unit of work starts at once."""
     items.sort(key=lambda item: "pipeline_repo" not in getattr(item, "fixturenames", ()))  # stable
