@@ -43,6 +43,7 @@ import os
 import pickle
 import re
 import shutil
+import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
@@ -521,9 +522,17 @@ def map_frames(
         bar.close()
 
 
+def _pool_worker_init() -> None:
+    """Pool workers die at once on SIGTERM (``Pool.terminate``). A forked worker inherits the
+    stage's Python-level SIGTERM handler (:func:`sim2real.cli.exit_with_parent`), which runs only
+    when the worker's main thread returns to the interpreter: a worker blocked in a lock inherited
+    from the fork would never run it, and the stage would wait for it forever."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def _pool_map(runner: _Runner, items: Iterable, workers: int, chunksize: int) -> Iterator:
     ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-    with ctx.Pool(processes=workers) as pool:
+    with ctx.Pool(processes=workers, initializer=_pool_worker_init) as pool:
         yield from pool.imap(runner, items, chunksize=chunksize)
 
 
