@@ -43,16 +43,19 @@ import os
 import pickle
 import re
 import shutil
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Hashable, Iterable, Iterator, Sequence, TypeVar
 
 import numpy as np
 from tqdm import tqdm
 
 from sim2real.errors import ConfigError, DataError, FrameError
+from sim2real.io import link_or_copy
 
 ON_ERROR = ("fail", "skip")
+T = TypeVar("T")
 DEFAULT_MAX_SKIP_FRACTION = 0.05  # params data.max_skip_fraction when absent
 #: errnos of a failing machine, not of a bad frame: never skipped
 SYSTEM_ERRNOS = frozenset({errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.ENOMEM, errno.EMFILE, errno.ENFILE,
@@ -247,15 +250,6 @@ def _safe_name(frame_id: str) -> str:
     return "id-" + hashlib.sha256(frame_id.encode()).hexdigest()[:24]
 
 
-def _link_or_copy(src: Path, dst: Path) -> None:
-    if dst.exists() or dst.is_symlink():
-        dst.unlink()
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
-
-
 def _merge_tree(src: Path, dst: Path) -> None:
     """Hard-link (or copy) every file under ``src`` to the same relative path under ``dst``."""
     for dirpath, _dirs, files in os.walk(src):
@@ -263,7 +257,7 @@ def _merge_tree(src: Path, dst: Path) -> None:
         target = dst / rel
         target.mkdir(parents=True, exist_ok=True)
         for name in files:
-            _link_or_copy(Path(dirpath) / name, target / name)
+            link_or_copy(Path(dirpath) / name, target / name, replace=True)
 
 
 def _skeleton(write_dir: Path, max_dirs: int = 1000) -> tuple[str, ...]:
@@ -552,3 +546,77 @@ def compute_options(compute: Any, data: Any = None, *, stage: str | None = None)
         opts["resume_dir"] = scratch_dir(stage)
     return opts
 
+
+
+# ----------------------------------------------------------------------------- compute device
+_CUDA_INDEX = re.compile(r"^cuda:\d+$")
+_GPU_INDICES = re.compile(r"^\d+(,\d+)*$")
+
+
+def check_device(device: str | int, param: str, *, gpu_indices: bool = False) -> str:
+    """The device a params key names, checked before any work: ``cpu``, ``cuda`` or ``cuda:<i>``
+    (a torch device string); with ``gpu_indices`` (ultralytics' ``device`` argument) also ``<i>``
+    or ``<i>,<j>,...`` (DDP over those GPUs) and ``mps``. Returns it stripped and lower-cased.
+
+    Raises a one-line :class:`ConfigError` naming ``param`` (e.g. ``compute.device``) for an
+    unknown form, for a CUDA device when torch sees none, or for an index beyond torch's device
+    count (the cases ultralytics' ``select_device`` rejects with a long multi-line message).
+    """
+    d = str(device).strip().lower()
+    if d == "cpu":
+        return d
+    forms = "cpu, cuda or cuda:<index>" + (", GPU indices (0 or 0,1) or mps" if gpu_indices else "")
+    import torch
+
+    if gpu_indices and d == "mps":
+        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise ConfigError(f"params.yaml: {param} is 'mps' but torch.backends.mps.is_available() is False")
+        return d
+    if d == "cuda" or _CUDA_INDEX.match(d):
+        indices = [int(d[5:])] if ":" in d else []
+    elif gpu_indices and _GPU_INDICES.match(d):
+        indices = [int(i) for i in d.split(",")]
+    else:
+        raise ConfigError(f"params.yaml: {param} must be {forms}, got {device!r}")
+    if not torch.cuda.is_available():
+        raise ConfigError(f"params.yaml: {param} is {device!r} but torch.cuda.is_available() is False")
+    n = torch.cuda.device_count()
+    if any(i >= n for i in indices):
+        raise ConfigError(f"params.yaml: {param} is {device!r} but torch sees {n} CUDA device(s) (indices 0..{n - 1})")
+    return d
+
+
+# ----------------------------------------------------------------------------- per-process model cache
+_WORKER_CACHE: dict[tuple[str, Hashable], Any] = {}
+_WORKER_LOADS: dict[tuple[str, Hashable], int] = {}
+_WORKER_LOCK = threading.RLock()  # a Dask worker may run tasks in several threads
+
+
+def worker_cache(kind: str, key: Hashable, build: Callable[[], T], *, latest_only: bool = False) -> T:
+    """``build()``'s result, built once per process (a local worker process, a Dask worker) for
+    each ``(kind, key)`` and reused by every later task there: networks a per-frame function needs.
+
+    Builds run under one lock, so threads of one worker never build the same network twice.
+    ``latest_only``: keep only the latest entry of ``kind`` (e.g. one generator of whatever size).
+    :func:`worker_cache_info` counts the builds.
+    """
+    full = (kind, key)
+    with _WORKER_LOCK:
+        if full in _WORKER_CACHE:
+            return _WORKER_CACHE[full]
+        value = build()
+        if latest_only:
+            for k in [k for k in _WORKER_CACHE if k[0] == kind]:
+                del _WORKER_CACHE[k]
+        _WORKER_CACHE[full] = value
+        _WORKER_LOADS[full] = _WORKER_LOADS.get(full, 0) + 1
+        return value
+
+
+def worker_cache_info(prefix: str = "") -> dict:
+    """This process's cache for kinds starting with ``prefix``: ``{"pid", "loads": {(kind, key):
+    times built}, "cached": [(kind, key), ...]}`` (for tests; on Dask: ``client.run``)."""
+    with _WORKER_LOCK:
+        return {"pid": os.getpid(),
+                "loads": {k: n for k, n in _WORKER_LOADS.items() if k[0].startswith(prefix)},
+                "cached": [k for k in _WORKER_CACHE if k[0].startswith(prefix)]}

@@ -24,7 +24,6 @@ from __future__ import annotations
 import math
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -221,11 +220,6 @@ def finite_or_none(x: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return v if math.isfinite(v) else None
-
-
-def scratch_dir(prefix: str) -> Path:
-    """A temporary folder outside every DVC output (ultralytics dataset view and its caches)."""
-    return Path(tempfile.mkdtemp(prefix=prefix))
 
 
 def remove_tree(path: Path) -> None:
