@@ -356,6 +356,14 @@ def _progress(total: int | None, desc: str, disable: bool | None):
     return tqdm(total=total, desc=desc, unit="frame", disable=disable, dynamic_ncols=True)
 
 
+def _sized(items: Iterable, frames_per_item: Callable[[Any], int], sizes: collections.deque) -> Iterator:
+    """``items``, appending each one's frame count to ``sizes`` as it is handed out (results come
+    back in the same order: the progress bar pops one count per result)."""
+    for item in items:
+        sizes.append(int(frames_per_item(item)))
+        yield item
+
+
 def _batches(items: Iterable, size: int) -> Iterator[list]:
     batch = []
     for item in items:
@@ -444,6 +452,7 @@ def map_frames(
     resume_dir: str | Path | None = None,
     params_hash: str | None = None,
     resume_write_arg: str = "out_dir",
+    frames_per_item: Callable[[Any], int] | None = None,
     **kwargs,
 ) -> Iterator:
     """Yield ``fn(item, **kwargs)`` for each item, in input order.
@@ -473,6 +482,8 @@ def map_frames(
         The scratch entry of these params is removed once every frame finished without skips.
     params_hash : resume key; default a hash of ``fn``'s name and its keyword arguments except
         the write folder (each must be plain data: dicts, lists, numbers, str, Paths, arrays).
+    frames_per_item : for items that hold several frames (a batch): the number of frames in an
+        item; the progress bar then counts frames (default: one frame per item).
 
     Keyword names above are reserved: ``fn`` cannot take arguments with those names.
     """
@@ -487,7 +498,12 @@ def map_frames(
         resume = _prepare_resume(resume_dir, params_hash, fn, kwargs, resume_write_arg)
     runner = _Runner(fn, kwargs, on_error, resume)
     total = len(items) if hasattr(items, "__len__") else None
-    bar = _progress(total, desc, None if progress is None else not progress)
+    sizes: collections.deque[int] = collections.deque()  # frames of the items handed out, in order
+    bar_total = total
+    if frames_per_item is not None:
+        bar_total = sum(frames_per_item(i) for i in items) if total is not None else None
+        items = _sized(items, frames_per_item, sizes)
+    bar = _progress(bar_total, desc, None if progress is None else not progress)
     skipped, seen, first = 0, 0, ""
     results = None
     try:
@@ -505,7 +521,7 @@ def map_frames(
                 if total is not None:  # stop as soon as the share is exceeded
                     check_skips(skipped, total, max_skip_fraction, first, where=desc, final=False)
             yield result
-            bar.update(1)
+            bar.update(sizes.popleft() if frames_per_item is not None else 1)
         check_skips(skipped, seen, max_skip_fraction, first, where=desc)
         if resume is not None and skipped == 0:
             shutil.rmtree(resume.root, ignore_errors=True)
@@ -556,13 +572,13 @@ _GPU_INDICES = re.compile(r"^\d+(,\d+)*$")
 def check_device(device: str | int, param: str, *, gpu_indices: bool = False) -> str:
     """The device a params key names, checked before any work: ``cpu``, ``cuda`` or ``cuda:<i>``
     (a torch device string); with ``gpu_indices`` (ultralytics' ``device`` argument) also ``<i>``
-    or ``<i>,<j>,...`` (DDP over those GPUs) and ``mps``. Returns it stripped and lower-cased.
+    or ``<i>,<j>,...`` (DDP over those GPUs) and ``mps``. Returns it as a string.
 
     Raises a one-line :class:`ConfigError` naming ``param`` (e.g. ``compute.device``) for an
     unknown form, for a CUDA device when torch sees none, or for an index beyond torch's device
     count (the cases ultralytics' ``select_device`` rejects with a long multi-line message).
     """
-    d = str(device).strip().lower()
+    d = str(device)
     if d == "cpu":
         return d
     forms = "cpu, cuda or cuda:<index>" + (", GPU indices (0 or 0,1) or mps" if gpu_indices else "")

@@ -21,6 +21,7 @@ from sim2real.errors import ConfigError
 from sim2real.cli import entrypoint
 from sim2real.io import atomic_outputs, temp_dir, write_json
 from sim2real.manifest import read_manifest
+from sim2real.parallel import check_device
 from sim2real.params import load_params
 from sim2real.tracking import Tracker
 
@@ -40,6 +41,7 @@ def evaluate(variant: str, weights: Path, val_dir: Path, out: Path, params) -> d
     classes = list(params.classes)
     if not weights.is_file():
         raise ConfigError(f"{weights}: trained weights not found (run the train stage first)")
+    check_device(ev.device, "evaluate.device", gpu_indices=True)
     scratch = temp_dir(f"sim2real-eval-{variant}-")
     try:
         offline.configure(scratch)  # every ultralytics load below is weights-only

@@ -33,6 +33,7 @@ import pandas as pd
 from sim2real.errors import ConfigError
 from sim2real.detect import offline
 from sim2real.detect.checkpoint import check_checkpoint, ultralytics_message
+from sim2real.parallel import check_device
 
 DROP_COLUMNS = ("time",)  # wall-clock column of results.csv: not a metric, never identical
 
@@ -186,6 +187,7 @@ def train(cfg: TrainConfig, data_yaml: Path, save_dir: Path, scratch: Path,
     run (event name -> function of the trainer). ``last.pt`` (optimizer state, resumable) is
     deleted: only ``best.pt`` is a stage output.
     """
+    check_device(cfg.device, "train.device", gpu_indices=True)  # one line, not ultralytics' multi-line error
     offline.configure(scratch)
     weights = pretrained_weights(cfg)
     from ultralytics import YOLO
