@@ -17,7 +17,7 @@ Built here:
   frames.csv has ``frame_id`` = ``image_id``, so it is a variant dataset like the others).
 
 Images are *linked*, not copied: a hard link where the file system allows it (same device: no
-extra space, and DVC sees an ordinary file), else a copy (:func:`link_or_copy`). Symbolic links
+extra space, and DVC sees an ordinary file), else a copy (:func:`sim2real.io.link_or_copy`). Symbolic links
 are not used because DVC would cache a symlink inside an output folder as the file it points to
 only on some platforms and link types; a hard link is indistinguishable from a file. Sources are
 written by atomic stages (new files, never rewritten in place), so a hard link can not see a
