@@ -120,6 +120,7 @@ def _vgg(style_cfg: dict, seed: int, device: str):
     from sim2real.style.nst import NSTConfig, build_features
     from sim2real.style.weights import load_vgg16_features
     cfg = NSTConfig.from_params(style_cfg["nst"])
+
     def build():
         net, source = load_vgg16_features(style_cfg["vgg_weights"], seed=seed)
         return build_features(net, cfg, device), source
