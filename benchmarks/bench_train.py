@@ -84,7 +84,7 @@ def make_data(work: Path, n_train: int, n_val: int) -> tuple[Path, Path]:
 
 def plain_layout(work: Path, train_set: Path, val_set: Path) -> Path:
     """An ordinary ultralytics dataset folder (hard links) and its data.yaml."""
-    from sim2real.detect.datasets import link_or_copy
+    from sim2real.io import link_or_copy
 
     root = work / "plain_ds"
     for split, src in (("train", train_set), ("val", val_set)):

@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 def build_set(src: Path, work: Path, n_images: int) -> tuple[Path, Path]:
     """A training set of ``n_images`` (the variant's frames repeated, hard links) + itself as val."""
     from sim2real.detect import datasets
+    from sim2real.io import link_or_copy
 
     base = work / "base"
     table = datasets.build_train_set([src], base, n_classes=3)
@@ -38,8 +39,8 @@ def build_set(src: Path, work: Path, n_images: int) -> tuple[Path, Path]:
     for i in range(n_images):
         row = table.iloc[i % len(table)]
         stem = f"r{i // len(table):03d}_{row.frame_id}"
-        datasets.link_or_copy(base / row.image, ds / "images" / f"{stem}{Path(row.image).suffix}")
-        datasets.link_or_copy(base / row.label, ds / "labels" / f"{stem}.txt")
+        link_or_copy(base / row.image, ds / "images" / f"{stem}{Path(row.image).suffix}")
+        link_or_copy(base / row.label, ds / "labels" / f"{stem}.txt")
     return ds, base
 
 

@@ -310,6 +310,36 @@ def write_json(path: str | Path, data) -> None:
         out.json(path, data)
 
 
+#: link errors that mean "this file system (or these permissions) can not hard-link here": copy instead
+LINK_UNSUPPORTED = (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EACCES, errno.EOPNOTSUPP)
+
+
+def link_or_copy(src: str | Path, dst: str | Path, *, replace: bool = False) -> str:
+    """Hard-link ``src`` to ``dst`` (parent folders created), or copy when linking is impossible
+    (:data:`LINK_UNSUPPORTED`: another file system, no permission, too many links); returns
+    "link" or "copy". ``replace``: remove an existing ``dst`` (file or symlink) first; else an
+    existing ``dst`` is an error (FileExistsError)."""
+    src, dst = Path(src), Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if replace and (dst.exists() or dst.is_symlink()):
+        dst.unlink()
+    try:
+        os.link(src, dst)
+        return "link"
+    except OSError as exc:
+        if exc.errno not in LINK_UNSUPPORTED:
+            raise
+    shutil.copy2(src, dst)
+    return "copy"
+
+
+def temp_dir(prefix: str) -> Path:
+    """A new private temporary folder (the system's temp folder, outside every DVC output; the
+    caller removes it), e.g. ultralytics' dataset view and caches. Not resumable: for per-frame
+    work that a rerun resumes, see :func:`scratch_dir`."""
+    return Path(tempfile.mkdtemp(prefix=prefix))
+
+
 SCRATCH_ROOT = f"{SIM2REAL_DIR}/scratch"
 
 

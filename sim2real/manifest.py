@@ -52,6 +52,26 @@ def rel(path: Path) -> str:
         return str(path)
 
 
+def _reader_dir(text: str, cwd: str, folder: str) -> str:
+    """The folder a manifest path ``text`` is read against (the rule of :func:`resolve_manifest_path`):
+    ``folder`` (the manifest's, absolute) when ``text`` is relative, absent under ``cwd`` and
+    present under ``folder``; else ``cwd``."""
+    if os.path.isabs(text) or os.path.exists(os.path.join(cwd, text)) or not os.path.exists(os.path.join(folder, text)):
+        return cwd
+    return folder
+
+
+def resolve_manifest_path(value: str, manifest_dir: str | Path) -> Path:
+    """A path as a manifest lists it, the way every reader opens it: absolute as is; else relative
+    to the working directory (the repository root) when it exists there; else relative to the
+    manifest's folder ``manifest_dir`` when it exists there; else as given (relative to the
+    working directory: the caller's "not found" names it)."""
+    cwd = os.getcwd()
+    if _reader_dir(str(value), cwd, os.path.abspath(manifest_dir)) == cwd:
+        return Path(value)
+    return Path(manifest_dir) / value
+
+
 def _skip_or_raise(exc: DataError, skipped: list | None, fid: str) -> None:
     """Under ``data.on_error: skip`` (``skipped`` is a list) record a bad frame; else re-raise."""
     from sim2real.parallel import Skipped, is_system_error
@@ -217,14 +237,16 @@ def iter_groups(csv_path: str | Path, keys: Sequence[str], chunksize: int = 200_
 
 def read_manifest(path: str | Path, need: Sequence[str] = (), *, all_str: bool = False,
                   missing_hint: str = "run the upstream stage first (dvc repro)",
-                  roots: Sequence[str | Path] | None = None, usecols: Sequence[str] | None = None) -> pd.DataFrame:
+                  roots: Sequence[str | Path] | None = None, usecols: Sequence[str] | None = None,
+                  base: str | Path | None = None) -> pd.DataFrame:
     """Read a manifest/report CSV written by a stage; DataError naming the file when it is absent
     or lacks a needed column. Ids (frame_id, image_id) stay strings ("000123" is not 123).
 
     Every path column (:data:`PATH_COLUMNS`) is checked with :func:`check_manifest_paths`:
     against ``roots`` when given, else against the configured data roots whenever the manifest
     itself lies inside them (every stage input under DVC). ``usecols`` reads only those columns
-    (all when None; absent ones are reported as missing).
+    (all when None; absent ones are reported as missing). ``base``: for a reader that joins every
+    relative path to one folder (:func:`check_manifest_paths`' ``base``).
     """
     path = Path(path)
     if not path.is_file():
@@ -243,7 +265,7 @@ def read_manifest(path: str | Path, need: Sequence[str] = (), *, all_str: bool =
     missing = [c for c in need if c not in df.columns]
     if missing:
         raise DataError(path, f"missing column(s) {', '.join(missing)}")
-    check_manifest_paths(df, path, roots)
+    check_manifest_paths(df, path, roots, base=base)
     return df
 
 
@@ -277,11 +299,11 @@ def check_manifest_paths(df: pd.DataFrame, manifest: str | Path, roots: Sequence
 
     Each non-empty value of the path ``columns`` present in ``df`` (``label`` only in a manifest
     that lists images, i.e. has an ``image`` column: in box tables it is the class name) is
-    interpreted the way the readers do (:func:`sim2real.detect.datasets.resolve_path`,
-    :func:`sim2real.metrics.gap_run.resolve`): absolute, else relative to the working directory
-    (the repository root) when that exists, else relative to the manifest's folder when that
-    exists; every symlink on the way is followed (:func:`sim2real.safety.resolve_within`) and the
-    result must lie inside one of ``roots``.
+    interpreted the way the readers open it (:func:`resolve_manifest_path`: absolute, else relative
+    to the working directory (the repository root) when that exists, else relative to the
+    manifest's folder when that exists); every symlink on the way is followed
+    (:func:`sim2real.safety.resolve_within`) and the result must lie inside one of ``roots``.
+    Each folder's real path is computed once per call (a manifest lists many files per folder).
 
     Parameters
     ----------
@@ -320,10 +342,7 @@ def check_manifest_paths(df: pd.DataFrame, manifest: str | Path, roots: Sequence
             text = str(value)
             if text in ("", "nan"):
                 continue
-            where = cwd if fixed is None else fixed
-            if fixed is None and not os.path.isabs(text) and not os.path.exists(os.path.join(cwd, text)) \
-                    and os.path.exists(os.path.join(folder, text)):
-                where = folder
+            where = _reader_dir(text, cwd, folder) if fixed is None else fixed
             full = os.path.join(where, text)
             head, name = os.path.split(full)
             if name not in ("", ".", "..") and "\x00" not in full and not os.path.islink(full):

@@ -44,16 +44,19 @@ import pickle
 import re
 import shutil
 import signal
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Hashable, Iterable, Iterator, Sequence, TypeVar
 
 import numpy as np
 from tqdm import tqdm
 
 from sim2real.errors import ConfigError, DataError, FrameError
+from sim2real.io import link_or_copy
 
 ON_ERROR = ("fail", "skip")
+T = TypeVar("T")
 DEFAULT_MAX_SKIP_FRACTION = 0.05  # params data.max_skip_fraction when absent
 #: errnos of a failing machine, not of a bad frame: never skipped
 SYSTEM_ERRNOS = frozenset({errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.ENOMEM, errno.EMFILE, errno.ENFILE,
@@ -248,15 +251,6 @@ def _safe_name(frame_id: str) -> str:
     return "id-" + hashlib.sha256(frame_id.encode()).hexdigest()[:24]
 
 
-def _link_or_copy(src: Path, dst: Path) -> None:
-    if dst.exists() or dst.is_symlink():
-        dst.unlink()
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
-
-
 def _merge_tree(src: Path, dst: Path) -> None:
     """Hard-link (or copy) every file under ``src`` to the same relative path under ``dst``."""
     for dirpath, _dirs, files in os.walk(src):
@@ -264,7 +258,7 @@ def _merge_tree(src: Path, dst: Path) -> None:
         target = dst / rel
         target.mkdir(parents=True, exist_ok=True)
         for name in files:
-            _link_or_copy(Path(dirpath) / name, target / name)
+            link_or_copy(Path(dirpath) / name, target / name, replace=True)
 
 
 def _skeleton(write_dir: Path, max_dirs: int = 1000) -> tuple[str, ...]:
@@ -363,6 +357,14 @@ def _progress(total: int | None, desc: str, disable: bool | None):
     return tqdm(total=total, desc=desc, unit="frame", disable=disable, dynamic_ncols=True)
 
 
+def _sized(items: Iterable, frames_per_item: Callable[[Any], int], sizes: collections.deque) -> Iterator:
+    """``items``, appending each one's frame count to ``sizes`` as it is handed out (results come
+    back in the same order: the progress bar pops one count per result)."""
+    for item in items:
+        sizes.append(int(frames_per_item(item)))
+        yield item
+
+
 def _batches(items: Iterable, size: int) -> Iterator[list]:
     batch = []
     for item in items:
@@ -451,6 +453,7 @@ def map_frames(
     resume_dir: str | Path | None = None,
     params_hash: str | None = None,
     resume_write_arg: str = "out_dir",
+    frames_per_item: Callable[[Any], int] | None = None,
     **kwargs,
 ) -> Iterator:
     """Yield ``fn(item, **kwargs)`` for each item, in input order.
@@ -480,6 +483,8 @@ def map_frames(
         The scratch entry of these params is removed once every frame finished without skips.
     params_hash : resume key; default a hash of ``fn``'s name and its keyword arguments except
         the write folder (each must be plain data: dicts, lists, numbers, str, Paths, arrays).
+    frames_per_item : for items that hold several frames (a batch): the number of frames in an
+        item; the progress bar then counts frames (default: one frame per item).
 
     Keyword names above are reserved: ``fn`` cannot take arguments with those names.
     """
@@ -494,7 +499,12 @@ def map_frames(
         resume = _prepare_resume(resume_dir, params_hash, fn, kwargs, resume_write_arg)
     runner = _Runner(fn, kwargs, on_error, resume)
     total = len(items) if hasattr(items, "__len__") else None
-    bar = _progress(total, desc, None if progress is None else not progress)
+    sizes: collections.deque[int] = collections.deque()  # frames of the items handed out, in order
+    bar_total = total
+    if frames_per_item is not None:
+        bar_total = sum(frames_per_item(i) for i in items) if total is not None else None
+        items = _sized(items, frames_per_item, sizes)
+    bar = _progress(bar_total, desc, None if progress is None else not progress)
     skipped, seen, first = 0, 0, ""
     results = None
     try:
@@ -512,7 +522,7 @@ def map_frames(
                 if total is not None:  # stop as soon as the share is exceeded
                     check_skips(skipped, total, max_skip_fraction, first, where=desc, final=False)
             yield result
-            bar.update(1)
+            bar.update(sizes.popleft() if frames_per_item is not None else 1)
         check_skips(skipped, seen, max_skip_fraction, first, where=desc)
         if resume is not None and skipped == 0:
             shutil.rmtree(resume.root, ignore_errors=True)
@@ -561,3 +571,77 @@ def compute_options(compute: Any, data: Any = None, *, stage: str | None = None)
         opts["resume_dir"] = scratch_dir(stage)
     return opts
 
+
+
+# ----------------------------------------------------------------------------- compute device
+_CUDA_INDEX = re.compile(r"^cuda:\d+$")
+_GPU_INDICES = re.compile(r"^\d+(,\d+)*$")
+
+
+def check_device(device: str | int, param: str, *, gpu_indices: bool = False) -> str:
+    """The device a params key names, checked before any work: ``cpu``, ``cuda`` or ``cuda:<i>``
+    (a torch device string); with ``gpu_indices`` (ultralytics' ``device`` argument) also ``<i>``
+    or ``<i>,<j>,...`` (DDP over those GPUs) and ``mps``. Returns it as a string.
+
+    Raises a one-line :class:`ConfigError` naming ``param`` (e.g. ``compute.device``) for an
+    unknown form, for a CUDA device when torch sees none, or for an index beyond torch's device
+    count (the cases ultralytics' ``select_device`` rejects with a long multi-line message).
+    """
+    d = str(device)
+    if d == "cpu":
+        return d
+    forms = "cpu, cuda or cuda:<index>" + (", GPU indices (0 or 0,1) or mps" if gpu_indices else "")
+    import torch
+
+    if gpu_indices and d == "mps":
+        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise ConfigError(f"params.yaml: {param} is 'mps' but torch.backends.mps.is_available() is False")
+        return d
+    if d == "cuda" or _CUDA_INDEX.match(d):
+        indices = [int(d[5:])] if ":" in d else []
+    elif gpu_indices and _GPU_INDICES.match(d):
+        indices = [int(i) for i in d.split(",")]
+    else:
+        raise ConfigError(f"params.yaml: {param} must be {forms}, got {device!r}")
+    if not torch.cuda.is_available():
+        raise ConfigError(f"params.yaml: {param} is {device!r} but torch.cuda.is_available() is False")
+    n = torch.cuda.device_count()
+    if any(i >= n for i in indices):
+        raise ConfigError(f"params.yaml: {param} is {device!r} but torch sees {n} CUDA device(s) (indices 0..{n - 1})")
+    return d
+
+
+# ----------------------------------------------------------------------------- per-process model cache
+_WORKER_CACHE: dict[tuple[str, Hashable], Any] = {}
+_WORKER_LOADS: dict[tuple[str, Hashable], int] = {}
+_WORKER_LOCK = threading.RLock()  # a Dask worker may run tasks in several threads
+
+
+def worker_cache(kind: str, key: Hashable, build: Callable[[], T], *, latest_only: bool = False) -> T:
+    """``build()``'s result, built once per process (a local worker process, a Dask worker) for
+    each ``(kind, key)`` and reused by every later task there: networks a per-frame function needs.
+
+    Builds run under one lock, so threads of one worker never build the same network twice.
+    ``latest_only``: keep only the latest entry of ``kind`` (e.g. one generator of whatever size).
+    :func:`worker_cache_info` counts the builds.
+    """
+    full = (kind, key)
+    with _WORKER_LOCK:
+        if full in _WORKER_CACHE:
+            return _WORKER_CACHE[full]
+        value = build()
+        if latest_only:
+            for k in [k for k in _WORKER_CACHE if k[0] == kind]:
+                del _WORKER_CACHE[k]
+        _WORKER_CACHE[full] = value
+        _WORKER_LOADS[full] = _WORKER_LOADS.get(full, 0) + 1
+        return value
+
+
+def worker_cache_info(prefix: str = "") -> dict:
+    """This process's cache for kinds starting with ``prefix``: ``{"pid", "loads": {(kind, key):
+    times built}, "cached": [(kind, key), ...]}`` (for tests; on Dask: ``client.run``)."""
+    with _WORKER_LOCK:
+        return {"pid": os.getpid(),
+                "loads": {k: n for k, n in _WORKER_LOADS.items() if k[0].startswith(prefix)},
+                "cached": [k for k in _WORKER_CACHE if k[0].startswith(prefix)]}

@@ -16,7 +16,7 @@ from sim2real.formats.yolo import boxes_to_yolo, format_labels
 from sim2real.cli import entrypoint
 from sim2real.io import atomic_outputs
 from sim2real.labels import REASONS, count_reasons, dedupe
-from sim2real.manifest import check_manifest_paths, iter_groups
+from sim2real.manifest import iter_groups, read_manifest
 from sim2real.params import load_params
 
 
@@ -37,8 +37,7 @@ def main(argv=None) -> None:
     p = load_params("dedupe", "classes", "data")
     rules = rules_from_params(p)
     ingest = Path(args.ingest)
-    frames = pd.read_csv(ingest / "frames.csv", keep_default_na=False)
-    check_manifest_paths(frames, ingest / "frames.csv")  # paths stay inside the data roots (issue 9)
+    frames = read_manifest(ingest / "frames.csv", missing_hint="run the ingest stage first")  # paths inside the data roots
     totals = {"boxes_in": 0, "boxes_kept": 0}
     reasons = {k: 0 for k in REASONS}
     per_class = {c: 0 for c in rules["classes"]}

@@ -14,15 +14,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import pandas as pd
-
 from sim2real.detect import checkpoint, datasets, offline
 from sim2real.detect.predict import predict_kitti, val_metrics
-from sim2real.detect.train import remove_tree, scratch_dir
+from sim2real.detect.train import remove_tree
 from sim2real.errors import ConfigError
 from sim2real.cli import entrypoint
-from sim2real.io import atomic_outputs, write_json
-from sim2real.manifest import check_manifest_paths
+from sim2real.io import atomic_outputs, temp_dir, write_json
+from sim2real.manifest import read_manifest
+from sim2real.parallel import check_device
 from sim2real.params import load_params
 from sim2real.tracking import Tracker
 
@@ -42,7 +41,8 @@ def evaluate(variant: str, weights: Path, val_dir: Path, out: Path, params) -> d
     classes = list(params.classes)
     if not weights.is_file():
         raise ConfigError(f"{weights}: trained weights not found (run the train stage first)")
-    scratch = scratch_dir(f"sim2real-eval-{variant}-")
+    check_device(ev.device, "evaluate.device", gpu_indices=True)
+    scratch = temp_dir(f"sim2real-eval-{variant}-")
     try:
         offline.configure(scratch)  # every ultralytics load below is weights-only
         checkpoint.check_checkpoint(weights, "--weights")  # one clear line for an unsafe or foreign file
@@ -61,8 +61,7 @@ def evaluate(variant: str, weights: Path, val_dir: Path, out: Path, params) -> d
         data_yaml = datasets.stage_for_ultralytics(scratch, None, val_dir, classes)
         maps = val_metrics(model, data_yaml, imgsz=int(imgsz), batch=int(ev.batch), device=str(ev.device),
                            conf=float(ev.val_conf), iou=float(ev.iou), names=classes, project=scratch / "runs")
-        frames = pd.read_csv(val_dir / "frames.csv", dtype={"image_id": str})
-        check_manifest_paths(frames, val_dir / "frames.csv", base=val_dir)  # read as val_dir / path below
+        frames = read_manifest(val_dir / "frames.csv", ["image"], base=val_dir)  # paths read as val_dir / path below
         images = [val_dir / p for p in frames["image"]]
         n_det = predict_kitti(model, images, out / "detections", imgsz=int(imgsz), conf=float(ev.conf),
                               iou=float(ev.iou), max_det=int(ev.max_det), device=str(ev.device), batch=int(ev.batch))

@@ -16,9 +16,9 @@ import dataclasses
 from pathlib import Path
 
 from sim2real.detect import datasets
-from sim2real.detect.train import TrainConfig, finite_or_none, remove_tree, results_table, scratch_dir, train
+from sim2real.detect.train import TrainConfig, finite_or_none, remove_tree, results_table, train
 from sim2real.cli import entrypoint
-from sim2real.io import atomic_outputs
+from sim2real.io import atomic_outputs, temp_dir
 from sim2real.params import load_params
 from sim2real.tracking import Tracker
 
@@ -50,7 +50,7 @@ def main(argv=None) -> None:
     seed = args.seed + datasets.variant_seed_offset(p.variants, args.variant)
     cfg = dataclasses.replace(TrainConfig.from_params(p.train), seed=seed)
     run = f"{args.variant}-seed{args.seed}"
-    scratch = scratch_dir(f"sim2real-train-{run}-")
+    scratch = temp_dir(f"sim2real-train-{run}-")
     try:
         data_yaml = datasets.stage_for_ultralytics(scratch, args.data, args.val, list(p.classes))
         with atomic_outputs() as outs:  # run folder and plots CSV renamed into place together, last

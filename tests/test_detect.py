@@ -18,6 +18,7 @@ from detect_fixtures import H, W, kitti_rows, make_real, make_variant
 from sim2real.detect import datasets, offline
 from sim2real.detect.predict import detections_frame
 from sim2real.detect.train import TrainConfig, resolve_weights, results_table, train_args
+from sim2real.io import link_or_copy
 from sim2real.errors import ConfigError, DataError
 from sim2real.formats import kitti, yolo
 
@@ -45,7 +46,7 @@ def test_link_falls_back_to_copy(tmp_path, monkeypatch):
     def no_link(a, b):
         raise OSError(errno.EXDEV, "cross-device link")
     monkeypatch.setattr(os, "link", no_link)
-    assert datasets.link_or_copy(src, tmp_path / "b" / "a.jpg") == "copy"
+    assert link_or_copy(src, tmp_path / "b" / "a.jpg") == "copy"
     assert (tmp_path / "b" / "a.jpg").read_bytes() == b"x" * 10
 
 

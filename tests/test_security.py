@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from sim2real.errors import ConfigError, DataError
-from sim2real.manifest import check_manifest_paths
+from sim2real.manifest import check_manifest_paths, resolve_manifest_path
 from sim2real.safety import NetworkBlocked, block_network, data_roots, resolve_within
 from tests.conftest import ROOT, deep_merge
 
@@ -121,6 +121,28 @@ def test_paths_cannot_escape_the_data_roots(tmp_path):
     df = pd.DataFrame({"image": ["data/a/x.png", "data/a/link.png"], "label": ["", ""]})
     with pytest.raises(DataError, match=r"frames.csv:3:"):
         check_manifest_paths(df, "frames.csv", [root], columns=["image", "label"], base=tmp_path)
+
+
+
+def test_manifest_paths_resolve_absolute_then_cwd_then_manifest_folder(tmp_path, monkeypatch):
+    """The one rule every manifest reader and check_manifest_paths use."""
+    (tmp_path / "repo" / "data" / "v" / "images").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "repo")
+    folder = Path("data/v")
+    (folder / "images" / "a.png").write_bytes(b"1")
+    Path("images").mkdir()
+    (Path("images") / "b.png").write_bytes(b"2")  # b.png under the cwd *and* under the folder
+    (folder / "images" / "b.png").write_bytes(b"3")
+    absolute = str(tmp_path / "elsewhere.png")
+    assert resolve_manifest_path(absolute, folder) == Path(absolute)  # absolute: as is, even absent
+    assert resolve_manifest_path("images/b.png", folder) == Path("images/b.png")  # the cwd first
+    assert resolve_manifest_path("images/a.png", folder) == folder / "images" / "a.png"  # then the folder
+    assert resolve_manifest_path("images/none.png", folder) == Path("images/none.png")  # else as given
+    # check_manifest_paths reads the same files: the cwd's b.png lies outside the roots, a.png inside
+    roots = [tmp_path / "repo" / "data"]
+    check_manifest_paths(pd.DataFrame({"image": ["images/a.png"]}), folder / "frames.csv", roots)
+    with pytest.raises(DataError, match=r"frames.csv:2: path 'images/b.png' resolves to .*outside"):
+        check_manifest_paths(pd.DataFrame({"image": ["images/b.png"]}), folder / "frames.csv", roots)
 
 
 def test_param_paths_stay_in_the_repository(tmp_path):

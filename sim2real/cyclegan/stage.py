@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import threading
 import time
 from pathlib import Path
 
@@ -25,13 +24,12 @@ from sim2real.errors import ConfigError, DataError
 from sim2real.formats.images import read_rgb, write_image
 from sim2real.manifest import read_manifest
 from sim2real.io import atomic_outputs
-from sim2real.parallel import SkipLog, compute_options, is_distributed, map_frames
+from sim2real.parallel import SkipLog, check_device, compute_options, is_distributed, map_frames, worker_cache, \
+    worker_cache_info
 
 
 # ----------------------------------------------------------------------------- generator cache
-_CACHE: dict[tuple[str, str, str], torch.nn.Module] = {}  # one generator per process (path, sha256, device)
-_CACHE_LOCK = threading.Lock()  # a Dask worker may run tasks in several threads
-_LOADS = 0
+CACHE_KIND = "cyclegan.generator"  # sim2real.parallel.worker_cache: one generator per process
 
 
 def file_sha256(path: str | Path) -> str:
@@ -48,28 +46,23 @@ def cached_generator(path: str | Path, sha256: str, device: str = "cpu") -> torc
 
     Keyed by the absolute path, the SHA-256 the client computed and the device; a file whose
     hash differs (weights changed during the run, or another file on this worker machine)
-    raises DataError naming it. Only the latest generator is kept.
+    raises DataError naming it. Only the latest generator is kept (:func:`sim2real.parallel.worker_cache`).
     """
-    global _LOADS
-    key = (os.path.abspath(path), str(sha256), str(device))
-    with _CACHE_LOCK:
-        gen = _CACHE.get(key)
-        if gen is None:
-            actual = file_sha256(path) if Path(path).is_file() else None
-            if actual is not None and actual != sha256:
-                raise DataError(path, f"generator weights differ from the ones this run started with "
-                                      f"(sha256 {actual[:12]}… != {str(sha256)[:12]}…): every worker must "
-                                      f"see the same file")
-            gen = load_generator(path, device, param=GENERATOR_PARAM)  # DataError naming the file and param
-            _CACHE.clear()
-            _CACHE[key] = gen
-            _LOADS += 1
-        return gen
+    def build() -> torch.nn.Module:
+        actual = file_sha256(path) if Path(path).is_file() else None
+        if actual is not None and actual != sha256:
+            raise DataError(path, f"generator weights differ from the ones this run started with "
+                                  f"(sha256 {actual[:12]}… != {str(sha256)[:12]}…): every worker must "
+                                  f"see the same file")
+        return load_generator(path, device, param=GENERATOR_PARAM)  # DataError naming the file and param
+
+    return worker_cache(CACHE_KIND, (os.path.abspath(path), str(sha256), str(device)), build, latest_only=True)
 
 
 def generator_cache_info() -> dict:
     """This process's cache: ``{"pid", "loads", "cached"}`` (for tests and ``client.run``)."""
-    return {"pid": os.getpid(), "loads": _LOADS, "cached": [k[0] for k in _CACHE]}
+    info = worker_cache_info(CACHE_KIND)
+    return {"pid": info["pid"], "loads": sum(info["loads"].values()), "cached": [k[1][0] for k in info["cached"]]}
 
 
 def translate_frame(row: dict, *, model: str, model_sha256: str, device: str, torch_threads: int, out_dir: str,
@@ -122,11 +115,7 @@ def run(synthetic: str | Path, real_dir: str | Path, model: str | Path, out: str
     tp = cyclegan.translate
     mode, tile_px, overlap_px = str(tp.mode), int(tp.tile_px), int(tp.overlap_px)
     check_translate_params(mode, tile_px, overlap_px)
-    device = str(compute.device)
-    if device not in ("cpu", "cuda"):
-        raise ConfigError(f"compute.device must be 'cpu' or 'cuda', got '{device}'")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("compute.device is 'cuda' but torch.cuda.is_available() is False")
+    device = check_device(compute.device, "compute.device")
     torch.set_num_threads(max(1, int(compute.workers)))
     variations = [str(v) for v in cyclegan.variations]
     frames_csv = Path(synthetic) / "frames.csv"
@@ -165,7 +154,7 @@ def run(synthetic: str | Path, real_dir: str | Path, model: str | Path, out: str
                               model=os.path.abspath(model), model_sha256=model_sha256, device=device,
                               torch_threads=max(1, int(compute.workers)), out_dir=os.path.abspath(tmp),
                               final_dir=str(out), base_dir=os.getcwd() if remote else None, mode=mode,
-                              tile_px=tile_px, overlap_px=overlap_px, amp=bool(tp.amp) and device == "cuda",
+                              tile_px=tile_px, overlap_px=overlap_px, amp=bool(tp.amp) and device != "cpu",
                               jpeg_quality=int(tp.jpeg_quality)):
             if skips.take(res):
                 continue

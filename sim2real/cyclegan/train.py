@@ -44,6 +44,7 @@ from sim2real.cyclegan.networks import ImagePool, PatchDiscriminator, ResnetGene
 from sim2real.errors import ConfigError, DataError
 from sim2real.formats.images import read_rgb
 from sim2real.io import atomic_file
+from sim2real.parallel import check_device
 
 log = logging.getLogger(__name__)
 
@@ -105,8 +106,7 @@ class TrainConfig:
             bad("checkpoint_every", f"must be >= 1, got {self.checkpoint_every}")
         if self.on_params_change not in ("restart", "error"):
             bad("on_params_change", f"must be 'restart' or 'error', got '{self.on_params_change}'")
-        if self.device not in ("cpu", "cuda"):
-            raise ConfigError(f"compute.device must be 'cpu' or 'cuda', got '{self.device}'")
+        check_device(self.device, "compute.device")
 
     @classmethod
     def from_params(cls, section: Mapping[str, Any], *, seed: int, device: str) -> "TrainConfig":
@@ -260,8 +260,6 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig):
         self.cfg = cfg
-        if cfg.device == "cuda" and not torch.cuda.is_available():
-            raise ConfigError("compute.device is 'cuda' but torch.cuda.is_available() is False")
         self.device = torch.device(cfg.device)
         torch.manual_seed(cfg.seed)
         self.model = CycleGAN(cfg).to(self.device)

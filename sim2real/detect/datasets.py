@@ -17,7 +17,7 @@ Built here:
   frames.csv has ``frame_id`` = ``image_id``, so it is a variant dataset like the others).
 
 Images are *linked*, not copied: a hard link where the file system allows it (same device: no
-extra space, and DVC sees an ordinary file), else a copy (:func:`link_or_copy`). Symbolic links
+extra space, and DVC sees an ordinary file), else a copy (:func:`sim2real.io.link_or_copy`). Symbolic links
 are not used because DVC would cache a symlink inside an output folder as the file it points to
 only on some platforms and link types; a hard link is indistinguishable from a file. Sources are
 written by atomic stages (new files, never rewritten in place), so a hard link can not see a
@@ -29,8 +29,6 @@ folder and never inside a DVC output.
 """
 from __future__ import annotations
 
-import errno
-import os
 import shutil
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -42,33 +40,11 @@ import yaml
 from sim2real.errors import ConfigError, DataError
 from sim2real.formats import kitti, yolo
 from sim2real.formats.images import image_size
-from sim2real.manifest import check_manifest_paths
+from sim2real.io import link_or_copy
+from sim2real.manifest import read_manifest, resolve_manifest_path
 from sim2real.rng import frame_rng
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp")
-
-
-def link_or_copy(src: str | Path, dst: str | Path) -> str:
-    """Hard-link ``src`` to ``dst``, or copy when linking is impossible; returns "link" or "copy"."""
-    src, dst = Path(src), Path(dst)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.link(src, dst)
-        return "link"
-    except OSError as exc:
-        if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EACCES, errno.EOPNOTSUPP):
-            raise
-    shutil.copy2(src, dst)
-    return "copy"
-
-
-def resolve_path(value: str, base: Path) -> Path:
-    """A path from a frames.csv: absolute, relative to the cwd (repo root) or to the csv's folder."""
-    p = Path(value)
-    if p.is_absolute() or p.exists():
-        return p
-    alt = base / p
-    return alt if alt.exists() else p
 
 
 def read_frames(folder: str | Path, roots: Sequence[str | Path] | None = None) -> pd.DataFrame:
@@ -77,16 +53,11 @@ def read_frames(folder: str | Path, roots: Sequence[str | Path] | None = None) -
     Its paths must stay inside the data roots (:func:`sim2real.manifest.check_manifest_paths`:
     ``roots``, or the configured ones when the manifest lies inside them)."""
     path = Path(folder) / "frames.csv"
-    if not path.is_file():
-        raise DataError(path, "frames.csv not found (a variant dataset needs frames.csv with frame_id, image, label)")
-    df = pd.read_csv(path, dtype={"frame_id": str})
-    missing = [c for c in ("frame_id", "image", "label") if c not in df.columns]
-    if missing:
-        raise DataError(path, f"missing column(s) {', '.join(missing)}")
+    df = read_manifest(path, ["frame_id", "image", "label"], roots=roots,
+                       missing_hint="a variant dataset needs frames.csv with frame_id, image, label")
     if df["frame_id"].duplicated().any():
         dup = df["frame_id"][df["frame_id"].duplicated()].iloc[0]
         raise DataError(path, f"frame_id '{dup}' listed twice")
-    check_manifest_paths(df, path, roots)
     return df
 
 
@@ -117,18 +88,18 @@ def build_train_set(sources: Sequence[str | Path], out: str | Path, n_classes: i
         src = Path(src)
         frames = read_frames(src)
         for r in frames.itertuples(index=False):
-            img = resolve_path(str(r.image), src)
-            lab = resolve_path(str(r.label), src)
+            img = resolve_manifest_path(str(r.image), src)
+            lab = resolve_manifest_path(str(r.label), src) if str(r.label) else None  # "": no boxes
             if not img.is_file():
                 raise DataError(img, f"image of frame {r.frame_id} (listed in {src / 'frames.csv'}) not found")
             if img.suffix.lower() not in IMAGE_EXTS:
                 raise DataError(img, f"unsupported image type {img.suffix}")
-            n = check_label(lab, n_classes) if lab.exists() else 0
+            n = check_label(lab, n_classes) if lab is not None and lab.exists() else 0
             fid = str(r.frame_id)
             link_or_copy(img, out / "images" / f"{fid}{img.suffix.lower()}")
             dst_label = out / "labels" / f"{fid}.txt"
             dst_label.parent.mkdir(parents=True, exist_ok=True)
-            if lab.exists():
+            if lab is not None and lab.exists():
                 shutil.copyfile(lab, dst_label)
             else:
                 dst_label.write_text("")
@@ -182,14 +153,14 @@ def build_mix(sources: Sequence[str | Path], out: str | Path, fraction: float, s
         frames = read_frames(src)
         keep = mix_selection(frames["frame_id"].tolist(), k, fraction, seed)
         for r in frames[keep].itertuples(index=False):
-            img = resolve_path(str(r.image), src)
-            lab = resolve_path(str(r.label), src)
+            img = resolve_manifest_path(str(r.image), src)
+            lab = resolve_manifest_path(str(r.label), src) if str(r.label) else None  # "": no boxes
             if not img.is_file():
                 raise DataError(img, f"image of frame {r.frame_id} (listed in {src / 'frames.csv'}) not found")
             fid = f"{src.name}__{r.frame_id}"
             link_or_copy(img, out / "images" / f"{fid}{img.suffix.lower()}")
             (out / "labels").mkdir(parents=True, exist_ok=True)
-            if lab.exists():
+            if lab is not None and lab.exists():
                 shutil.copyfile(lab, out / "labels" / f"{fid}.txt")
             else:
                 (out / "labels" / f"{fid}.txt").write_text("")
@@ -232,24 +203,19 @@ def build_real_val(real_frames_csv: str | Path, out: str | Path, classes: Sequen
     variant dataset).
     """
     path = Path(real_frames_csv)
-    if not path.is_file():
-        raise DataError(path, "real_frames.csv not found")
-    df = pd.read_csv(path, dtype={"image_id": str})
-    missing = [c for c in ("image_id", "split", "image", "label") if c not in df.columns]
-    if missing:
-        raise DataError(path, f"missing column(s) {', '.join(missing)}")
-    check_manifest_paths(df, path)  # before the split filter: line numbers are file lines
+    # paths checked before the split filter: line numbers are file lines
+    df = read_manifest(path, ["image_id", "split", "image", "label"], missing_hint="run the ingest stage first")
     df = df[df["split"] == split]
     if df.empty:
         raise DataError(path, f"no frame with split == '{split}'")
     out = Path(out)
     rows = []
     for r in df.itertuples(index=False):
-        img = resolve_path(str(r.image), path.parent)
-        lab = resolve_path(str(r.label), path.parent)
+        img = resolve_manifest_path(str(r.image), path.parent)
+        lab = resolve_manifest_path(str(r.label), path.parent)
         if not isinstance(r.label, str) or not lab.is_file():
             raise DataError(lab, f"KITTI label file of image {r.image_id} not found")
-        if "width" in df.columns and "height" in df.columns and pd.notna(r.width):
+        if "width" in df.columns and "height" in df.columns and str(r.width) != "":
             w, h = int(r.width), int(r.height)
         else:
             w, h = image_size(img)
@@ -261,7 +227,7 @@ def build_real_val(real_frames_csv: str | Path, out: str | Path, classes: Sequen
         shutil.copyfile(lab, out / "kitti_labels" / f"{r.image_id}.txt")
         calib = getattr(r, "calib", None)
         if isinstance(calib, str) and calib:  # P2 for the study's distance estimate (stage score)
-            src = resolve_path(calib, path.parent)
+            src = resolve_manifest_path(calib, path.parent)
             if not src.is_file():
                 raise DataError(src, f"KITTI calib file of image {r.image_id} not found")
             (out / "calib").mkdir(parents=True, exist_ok=True)

@@ -24,7 +24,6 @@ from __future__ import annotations
 import math
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -34,6 +33,7 @@ import pandas as pd
 from sim2real.errors import ConfigError
 from sim2real.detect import offline
 from sim2real.detect.checkpoint import check_checkpoint, ultralytics_message
+from sim2real.parallel import check_device
 
 DROP_COLUMNS = ("time",)  # wall-clock column of results.csv: not a metric, never identical
 
@@ -187,6 +187,7 @@ def train(cfg: TrainConfig, data_yaml: Path, save_dir: Path, scratch: Path,
     run (event name -> function of the trainer). ``last.pt`` (optimizer state, resumable) is
     deleted: only ``best.pt`` is a stage output.
     """
+    check_device(cfg.device, "train.device", gpu_indices=True)  # one line, not ultralytics' multi-line error
     offline.configure(scratch)
     weights = pretrained_weights(cfg)
     from ultralytics import YOLO
@@ -221,11 +222,6 @@ def finite_or_none(x: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return v if math.isfinite(v) else None
-
-
-def scratch_dir(prefix: str) -> Path:
-    """A temporary folder outside every DVC output (ultralytics dataset view and its caches)."""
-    return Path(tempfile.mkdtemp(prefix=prefix))
 
 
 def remove_tree(path: Path) -> None:

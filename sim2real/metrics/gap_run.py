@@ -18,19 +18,11 @@ from sim2real.formats.yolo import read_labels, yolo_to_boxes
 from sim2real.io import atomic_outputs
 from sim2real.metrics.gap import GapSettings, ImageStats, compare_domains, image_stats
 from sim2real.metrics.plots import plot_blur_profile
-from sim2real.manifest import read_manifest
+from sim2real.manifest import read_manifest, resolve_manifest_path
 from sim2real.parallel import SkipLog, compute_options, map_frames
 from sim2real.tracking import Tracker
 
 HEADLINE = ("blur_profile_distance", "kid", "pad", "colour_w1_lab", "spectrum_slope_abs_diff", "noise_sigma_abs_diff")
-
-
-def resolve(value: str, base: Path) -> Path:
-    """A path from a manifest: absolute, relative to the cwd (repo root), or to the manifest's folder."""
-    p = Path(value)
-    if p.is_absolute() or p.exists():
-        return p
-    return base / p if (base / p).exists() else p
 
 
 def evenly_spaced(df: pd.DataFrame, key: str, n_max: int | None) -> pd.DataFrame:
@@ -48,7 +40,8 @@ def sim_items(frames_csv: str | Path, classes: list[str], max_images: int | None
         raise DataError(frames_csv, "no frames")
     df = evenly_spaced(df, "frame_id", max_images)
     base = Path(frames_csv).parent
-    return [{"frame_id": r.frame_id, "image": str(resolve(r.image, base)), "label": str(resolve(r.label, base)),
+    return [{"frame_id": r.frame_id, "image": str(resolve_manifest_path(r.image, base)),
+             "label": str(resolve_manifest_path(r.label, base)),
              "n_classes": len(classes)} for r in df.itertuples()]
 
 
@@ -64,7 +57,7 @@ def real_items(real_frames_csv: str | Path, real_boxes_csv: str | Path, classes:
     boxes = boxes[boxes["type"].isin(classes)]
     by_id = {k: g[["left", "top", "right", "bottom"]].to_numpy(np.float64) for k, g in boxes.groupby("image_id")}
     base = Path(real_frames_csv).parent
-    return [{"frame_id": r.image_id, "image": str(resolve(r.image, base)), "boxes": by_id.get(r.image_id, np.zeros((0, 4)))}
+    return [{"frame_id": r.image_id, "image": str(resolve_manifest_path(r.image, base)), "boxes": by_id.get(r.image_id, np.zeros((0, 4)))}
             for r in frames.itertuples()]
 
 

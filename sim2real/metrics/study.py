@@ -38,6 +38,7 @@ from sim2real.formats import kitti
 from sim2real.metrics import bootstrap as bs
 from sim2real.metrics import distance as dist
 from sim2real.metrics import kitti_ap
+from sim2real.manifest import read_manifest
 
 BASELINE = "baseline"
 ORACLE = "real"
@@ -116,12 +117,8 @@ class ValSet:
         val_dir = Path(val_dir)
         ids, labels = kitti_ap.read_ground_truth(val_dir / "kitti_labels")
         frames_csv = val_dir / "frames.csv"
-        if not frames_csv.is_file():
-            raise DataError(frames_csv, "val frames.csv not found (stage build_val)")
-        frames = pd.read_csv(frames_csv, dtype={"image_id": str}).set_index("image_id")
-        for c in ("width", "height"):
-            if c not in frames.columns:
-                raise DataError(frames_csv, f"missing column {c}")
+        frames = read_manifest(frames_csv, usecols=["image_id", "width", "height"],
+                               missing_hint="the val set's manifest: stage build_val").set_index("image_id")
         missing = [i for i in ids if i not in frames.index]
         if missing:
             raise DataError(frames_csv, f"no row for val image {missing[0]}")

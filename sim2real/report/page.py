@@ -21,10 +21,9 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from sim2real.detect.datasets import resolve_path
 from sim2real.errors import DataError
 from sim2real.formats.images import read_rgb
-from sim2real.manifest import read_manifest
+from sim2real.manifest import read_manifest, resolve_manifest_path
 from sim2real.metrics.plots import draw_blur_profile
 from sim2real.metrics.study import ci_key
 from sim2real.report import study as headline
@@ -199,12 +198,12 @@ def image_grid(variants: dict, real_frames_csv: Path, n_frames: int,
             images, folder, lookup = tables[n]
             key = lookup.get(fid)
             if key is not None:
-                thumbs.append(thumbnail(read_rgb(resolve_path(images[key], folder)), width_px))
+                thumbs.append(thumbnail(read_rgb(resolve_manifest_path(images[key], folder)), width_px))
                 row.append((jpeg_data_uri(thumbs[-1]), f"{n}: {key}"))
             else:
                 row.append((None, f"{n}: frame not in this variant"))
         r = real.iloc[(k * max(1, len(real) // max(1, len(picks)))) % len(real)]
-        thumbs.append(thumbnail(read_rgb(resolve_path(r["image"], real_frames_csv.parent)), width_px))
+        thumbs.append(thumbnail(read_rgb(resolve_manifest_path(r["image"], real_frames_csv.parent)), width_px))
         row.append((jpeg_data_uri(thumbs[-1]), f"real: {r['image_id']}"))
         grid.append(row)
         if strip is None:

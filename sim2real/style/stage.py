@@ -21,7 +21,7 @@ from sim2real.formats.images import read_gray_any, read_rgb, write_image
 from sim2real.formats.vkitti2 import read_class_seg
 from sim2real.io import atomic_outputs
 from sim2real.manifest import read_manifest
-from sim2real.parallel import is_distributed, map_frames
+from sim2real.parallel import check_device, is_distributed, map_frames, worker_cache, worker_cache_info
 from sim2real.rng import frame_rng
 
 METHODS = ("photoreal", "nst", "wct2")
@@ -29,10 +29,8 @@ CSV_COLUMNS = ["frame_id", "image", "label", "style_image_id", "method", "steps"
                "regions"]
 TIMING_COLUMNS = ["frame_id", "batch", "seconds"]
 HIST_BINS = 8  # per RGB channel for histogram pairing
-# per-process cache of networks: a local worker process or a Dask worker builds each network once
-# and reuses it for every batch it runs; _MODEL_LOADS counts the builds (checked by the tests)
-_MODELS: dict = {}
-_MODEL_LOADS: dict = {}
+# networks are built once per process (a local worker process or a Dask worker) and reused for every
+# batch it runs: sim2real.parallel.worker_cache, kinds "style.<network>"; model_loads counts the builds
 
 
 # ---------------------------------------------------------------------------- inputs
@@ -122,12 +120,13 @@ def _vgg(style_cfg: dict, seed: int, device: str):
     from sim2real.style.nst import NSTConfig, build_features
     from sim2real.style.weights import load_vgg16_features
     cfg = NSTConfig.from_params(style_cfg["nst"])
-    key = ("vgg", str(style_cfg["vgg_weights"]), seed, device, cfg.content_layers, cfg.style_layers)
-    if key not in _MODELS:
+
+    def build():
         net, source = load_vgg16_features(style_cfg["vgg_weights"], seed=seed)
-        _MODELS[key] = (build_features(net, cfg, device), source)
-        _MODEL_LOADS[key] = _MODEL_LOADS.get(key, 0) + 1
-    return (cfg, *_MODELS[key])
+        return build_features(net, cfg, device), source
+
+    key = (str(style_cfg["vgg_weights"]), seed, device, cfg.content_layers, cfg.style_layers)
+    return (cfg, *worker_cache("style.vgg", key, build))
 
 
 def vgg_source(style_cfg: dict, seed: int) -> str:
@@ -170,7 +169,7 @@ def stylize_nst(contents, styles, style_cfg: dict, seed: int, device: str, inits
               for s in styles]
     init = None if inits is None else to_tensor(list(inits), device)
     out, res = fast_nst(feats, to_tensor(contents, device), to_tensor(styles, device), cfg, init=init)
-    if device == "cuda":
+    if device != "cpu":  # a CUDA device (check_device)
         torch.cuda.synchronize()
     return to_u8(out), res.content_loss.tolist(), res.style_loss.tolist(), res.steps
 
@@ -179,16 +178,14 @@ def stylize_wct2(contents, styles, style_cfg: dict, device: str, c_labs=None, s_
     """(outputs, regions per frame) of one WCT2 forward pass over same-size frames."""
     from sim2real.style.wct2 import WCT2Options, stylize_frames
     from sim2real.style.wct2_checkpoints import load_wct2
-    key = ("wct2", str(style_cfg.get("wct2_checkpoints")), device)
-    if key not in _MODELS:
-        _MODELS[key] = load_wct2(style_cfg.get("wct2_checkpoints")).to(device)
-        _MODEL_LOADS[key] = _MODEL_LOADS.get(key, 0) + 1
-    return stylize_frames(_MODELS[key], contents, styles, c_labs, s_labs, WCT2Options.from_params(style_cfg), device)
+    net = worker_cache("style.wct2", (str(style_cfg.get("wct2_checkpoints")), device),
+                       lambda: load_wct2(style_cfg.get("wct2_checkpoints")).to(device))
+    return stylize_frames(net, contents, styles, c_labs, s_labs, WCT2Options.from_params(style_cfg), device)
 
 
 def model_loads() -> dict:
     """{network key: times built} in this process (a Dask worker: ``client.run(model_loads)``)."""
-    return {repr(k): n for k, n in _MODEL_LOADS.items()}
+    return {repr(k): n for k, n in worker_cache_info("style.")["loads"].items()}
 
 
 def process_batch(batch: dict, *, style_cfg: dict, seed: int, device: str, threads: int,
@@ -287,12 +284,7 @@ def check_style_config(style_cfg: dict, device: str) -> None:
         raise ConfigError(f"params.yaml: style.method must be one of {', '.join(METHODS)}, got {method!r}")
     if int(style_cfg.get("batch_size", 1)) < 1:
         raise ConfigError("params.yaml: style.batch_size must be >= 1")
-    if device not in ("cpu", "cuda"):
-        raise ConfigError(f"params.yaml: compute.device must be cpu or cuda, got {device!r}")
-    if device == "cuda":
-        import torch
-        if not torch.cuda.is_available():
-            raise ConfigError("params.yaml: compute.device is cuda but no CUDA device is available")
+    check_device(device, "compute.device")
     from sim2real.style.nst import NSTConfig
     from sim2real.style.photoreal import PhotorealConfig
     NSTConfig.from_params(style_cfg["nst"])
@@ -338,7 +330,7 @@ def run(dedupe_dir, real_dir, out_dir, report, style_cfg: dict, seed: int, devic
     frames = read_content_frames(dedupe_dir)
     pool = read_style_pool(real_dir, bool(style_cfg.get("semantic_only", False)))
     distributed = is_distributed(scheduler)
-    workers = 1 if device == "cuda" else max(1, int(workers))
+    workers = 1 if device != "cpu" else max(1, int(workers))
     pick = pair_styles(frames, pool, str(style_cfg.get("pairing", "random")), seed, workers)
     for f, k in zip(frames, pick):
         f.update(style_image_id=pool[k]["image_id"], style_image=pool[k]["image"], style_semantic=pool[k]["semantic"])
@@ -363,6 +355,7 @@ def run(dedupe_dir, real_dir, out_dir, report, style_cfg: dict, seed: int, devic
         tmp_dir = os.path.abspath(tmp) if distributed else str(tmp)
         for k, batch_rows in enumerate(map_frames(process_batch, batches, workers=workers,
                                                   desc=f"style_transfer ({method})", **opts,
+                                                  frames_per_item=lambda b: len(b["frames"]),
                                                   style_cfg=style_cfg, seed=seed, device=device, threads=threads,
                                                   tmp_dir=tmp_dir, out_dir=str(out_dir))):
             for r in batch_rows:
