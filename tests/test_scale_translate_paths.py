@@ -61,7 +61,7 @@ def make_world(root: Path, n: int = 4) -> None:
     torch.manual_seed(0)
     save_generator(root / "data/cyclegan/model/generator_a2b.pt", ResnetGenerator(4, 1))
     params = {"seed": 0, "classes": ["Car", "Van", "Truck"],
-              "compute": {"workers": 1, "device": "cpu", "scheduler": "local", "batch_size": 1, "max_in_flight": None,
+              "compute": {"processes": 1, "torch_threads": 1, "device": "cpu", "scheduler": "local", "batch_size": 1, "max_in_flight": None,
                           "resume": False},
               "data": {**yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())["data"],
                        "on_error": "fail", "demo_root": "data/demo", "vkitti2_root": None, "kitti_root": None,

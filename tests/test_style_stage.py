@@ -259,7 +259,7 @@ def test_pipeline_style_variant(pipeline_repo, tmp_path, monkeypatch):
     tmp = tmp_path / "rerender"
     (tmp / "images").mkdir(parents=True, exist_ok=True)
     (tmp / "labels").mkdir(exist_ok=True)
-    threads = max(1, (os.cpu_count() or 1) // max(1, int(params["compute"]["workers"])))
+    threads = max(1, (os.cpu_count() or 1) // max(1, int(params["compute"]["processes"])))
     st.process_batch(dict(frame_id=it["frame_id"], frames=[it]), style_cfg=params["style"], seed=int(params["seed"]),
                      device="cpu", threads=threads, tmp_dir=str(tmp), out_dir="x")
     assert (tmp / "images" / f"{it['frame_id']}.jpg").read_bytes() == (repo / table["image"].iloc[0]).read_bytes()
