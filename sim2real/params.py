@@ -4,11 +4,15 @@
 :data:`SCHEMAS` is validated on load and returned as its typed, frozen model (``p.blur.sigma``,
 ``dict(p.dedupe)`` and ``p.data.get("camera")`` all work); an unknown key, a missing key, a wrong
 type or a value out of range is a one-line :class:`~sim2real.errors.ConfigError` naming the key
-(``params.yaml: data.max_frames: input should be greater than or equal to 1, got 0``). Sections
-without a schema yet come back as attribute-accessible mappings (:class:`Section`).
+(``params.yaml: data.max_frames: input should be greater than or equal to 1, got 0``). Every
+section has a schema; the top-level mapping comes back as an attribute-accessible :class:`Section`.
+A library config dataclass is made from its section by :func:`build` (the one way: no
+hand-written ``from_params`` that copies keys).
 
-Defaults live in params.yaml only: no schema field has a default, so a key missing from
-params.yaml is an error, not a silent fallback.
+Defaults live in params.yaml only: no schema field has a default (the one exception,
+``variants.<name>.seed_offset``, is 0 = "no offset" for the variants that do not set it), so a
+key missing from params.yaml is an error, not a silent fallback; tests/test_params_defaults.py
+checks that the library configs' own defaults equal params.yaml's values.
 
 Why pydantic: it is the maintained library for exactly this (typed models, ``extra="forbid"``,
 strict types, located errors); the hand-written part is the domain rules below (the ``(R)``

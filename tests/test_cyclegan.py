@@ -310,9 +310,11 @@ def _stage_world(root: Path, rng: np.random.Generator) -> None:
     (root / "ingest").mkdir()
     pd.DataFrame(real).to_csv(root / "ingest/real_frames.csv", index=False)
     shipped = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
-    params = {"seed": 0, "compute": {"processes": 1, "torch_threads": 1, "device": "cpu"}, "data": {**shipped["data"], "on_error": "fail"},
-              "cyclegan": {"variations": ["clone"],
-                           "train": {**TINY, "ngf": 4, "ndf": 4, "crop_px": 24, "iterations": 3, "checkpoint_every": 2},
+    params = {"seed": 0, "compute": {**shipped["compute"], "processes": 1, "torch_threads": 1, "device": "cpu"},
+              "data": {**shipped["data"], "on_error": "fail"},
+              "cyclegan": {**shipped["cyclegan"], "variations": ["clone"],
+                           "train": {**shipped["cyclegan"]["train"], **TINY, "ngf": 4, "ndf": 4, "crop_px": 24,
+                                     "iterations": 3, "checkpoint_every": 2},
                            "translate": {"mode": "whole", "tile_px": 64, "overlap_px": 8, "amp": True,
                                          "jpeg_quality": 95}}}
     (root / "params.yaml").write_text(yaml.safe_dump(params))
