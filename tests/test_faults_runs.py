@@ -192,7 +192,7 @@ def test_style_transfer_with_bad_vgg_weights_changes_none_of_the_old_outputs(tmp
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["style"].update(batch_size=1, vgg_weights="random")
     params["style"]["nst"].update(scales=[0.5], steps=[2])
-    params["compute"].update(workers=1, scheduler="local", resume=False)
+    params["compute"].update(processes=1, scheduler="local", resume=False)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("WANDB_MODE", "disabled")

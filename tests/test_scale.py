@@ -181,7 +181,7 @@ def test_depth_blur_stage_resumes_after_sigkill(tiny_world, tmp_path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     params = yaml.safe_load((tiny_world / "params.yaml").read_text())
-    params["compute"].update(resume=True, workers=1)
+    params["compute"].update(resume=True, processes=1)
     (run_dir / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     (run_dir / "data").symlink_to(tiny_world / "data", target_is_directory=True)
     env = {**_env(), "PYTHONPATH": str(ROOT), "SIM2REAL_SCRATCH": str(tmp_path)}

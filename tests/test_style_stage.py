@@ -165,7 +165,7 @@ def test_stage_main_tracks_batches_and_grid_offline(tmp_path, monkeypatch):
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["style"].update(batch_size=1)
     params["style"]["nst"].update(scales=[0.5], steps=[2])
-    params["compute"].update(workers=1, scheduler="local", resume=False)
+    params["compute"].update(processes=1, scheduler="local", resume=False)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("WANDB_MODE", "offline")
