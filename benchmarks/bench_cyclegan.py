@@ -61,9 +61,9 @@ def time_config(gen, frames, **kw) -> tuple[float, float]:
 
 def time_training(arch: str, device: str, amp: bool, steps: int) -> float:
     """Median seconds per CycleGAN iteration (batch 1) after one warm-up iteration."""
-    from sim2real.cyclegan.train import TrainConfig, Trainer
+    from sim2real.cyclegan.train import CycleGANTrainConfig, Trainer
 
-    cfg = TrainConfig(**ARCH[arch], **TRAIN[arch], amp=amp, device=device, seed=0)
+    cfg = CycleGANTrainConfig(**ARCH[arch], **TRAIN[arch], amp=amp, device=device, seed=0)
     tr = Trainer(cfg)
     g = torch.Generator().manual_seed(0)
     a, b = (torch.rand(1, 3, cfg.crop_px, cfg.crop_px, generator=g) * 2 - 1 for _ in range(2))

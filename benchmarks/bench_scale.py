@@ -176,7 +176,7 @@ def build_world(repo: Path, n: int, gen_workers: int, use_dvc: bool, rendered: i
     rendered = min(per_scene, rendered)
     over = {"demo": {"scenes": 2, "frames_per_scene": rendered, "variations": ["clone"], "real_frames": 8},
             "data": {"scenes": ["Scene01", "Scene02"], "variations": ["clone"]},
-            "compute": {"workers": gen_workers}}
+            "compute": {"processes": gen_workers}}
     if repo.exists():
         shutil.rmtree(repo)
     repo.mkdir(parents=True)

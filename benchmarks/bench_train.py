@@ -136,14 +136,15 @@ def main(argv=None) -> int:
     a = cli(argv)
     import torch
     import ultralytics
-    from sim2real.detect.train import TrainConfig
+    from sim2real.detect.train import DetectTrainConfig
+    from sim2real.params import build, validate_section
 
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     section = dict(params["train"])
     over = {"epochs": a.epochs, "device": a.device, "model": a.model, "imgsz": a.imgsz, "batch": a.batch,
             "workers": a.workers}
     section.update({k: v for k, v in over.items() if v is not None})
-    cfg = TrainConfig.from_params(section)
+    cfg = build(DetectTrainConfig, validate_section("train", section))
     with tempfile.TemporaryDirectory(prefix="bench_train_") as tmp:
         work = Path(tmp)
         train_set, val_set = make_data(work, a.frames, a.val_frames)

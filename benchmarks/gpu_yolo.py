@@ -46,7 +46,7 @@ def build_set(src: Path, work: Path, n_images: int) -> tuple[Path, Path]:
 
 def run(precision: str, args, data_yaml: Path, work: Path) -> dict:
     import torch
-    from sim2real.detect.train import TrainConfig, train
+    from sim2real.detect.train import DetectTrainConfig, train
 
     times: list[float] = []
     state = {}
@@ -69,7 +69,7 @@ def run(precision: str, args, data_yaml: Path, work: Path) -> dict:
         self.add_callback("on_train_batch_start", start)
         self.add_callback("on_train_batch_end", end)
     tr.BaseTrainer.__init__ = init
-    cfg = TrainConfig(model=args.model, imgsz=args.imgsz, epochs=args.epochs, batch=args.batch, device=args.device,
+    cfg = DetectTrainConfig(model=args.model, imgsz=args.imgsz, epochs=args.epochs, batch=args.batch, device=args.device,
                       workers=args.workers, seed=0, deterministic=False, cache="ram", amp=(precision == "amp"))
     t0 = time.perf_counter()
     try:

@@ -14,7 +14,7 @@ exec dvc exp run "$@" \
   -S "data.source=vkitti2" -S "data.vkitti2_root=${VKITTI2_ROOT}" -S "data.kitti_root=${KITTI_ROOT}" \
   -S "data.scenes=[Scene01,Scene02,Scene06,Scene18,Scene20]" -S "data.variations=[clone]" \
   -S "data.real_val_fraction=0.5" \
-  -S "compute.device=cuda" -S "compute.workers=16" \
+  -S "compute.device=cuda" -S "compute.processes=16" -S "compute.torch_threads=16" \
   -S "train.model=yolov5l-p6.yaml" -S "train.weights=${WEIGHTS}" \
   -S "train.imgsz=1280" -S "train.rect=false" -S "train.mosaic=1.0" \
   -S "train.epochs=50" -S "train.batch=16" -S "train.nbs=64" -S "train.warmup_epochs=3.0" \

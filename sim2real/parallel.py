@@ -549,7 +549,7 @@ def _pool_map(runner: _Runner, items: Iterable, workers: int, chunksize: int) ->
 def compute_options(compute: Any, data: Any = None, *, stage: str | None = None) -> dict:
     """map_frames keyword options from the params sections ``compute`` (and ``data``).
 
-    Reads ``compute.workers``, ``compute.scheduler``, ``compute.batch_size``,
+    Reads ``compute.processes`` (as map_frames' ``workers``), ``compute.scheduler``, ``compute.batch_size``,
     ``compute.max_in_flight``, ``compute.resume`` (needs ``stage`` for the scratch folder),
     ``data.on_error`` and ``data.max_skip_fraction``; keys that are absent get the defaults. Pass ``data`` only from a stage that
     handles :class:`Skipped` markers (with :class:`SkipLog`); without it ``on_error`` is ``fail``.
@@ -559,7 +559,7 @@ def compute_options(compute: Any, data: Any = None, *, stage: str | None = None)
     """
     c = dict(compute or {})
     d = dict(data or {})
-    opts = {"workers": int(c.get("workers", 1) or 1), "scheduler": c.get("scheduler") or "local",
+    opts = {"workers": int(c.get("processes", 1) or 1), "scheduler": c.get("scheduler") or "local",
             "batch_size": c.get("batch_size"), "max_in_flight": c.get("max_in_flight"),
             "on_error": check_on_error(str(d.get("on_error") or "fail")),
             "max_skip_fraction": check_max_skip_fraction(d.get("max_skip_fraction"))}

@@ -4,11 +4,15 @@
 :data:`SCHEMAS` is validated on load and returned as its typed, frozen model (``p.blur.sigma``,
 ``dict(p.dedupe)`` and ``p.data.get("camera")`` all work); an unknown key, a missing key, a wrong
 type or a value out of range is a one-line :class:`~sim2real.errors.ConfigError` naming the key
-(``params.yaml: data.max_frames: input should be greater than or equal to 1, got 0``). Sections
-without a schema yet come back as attribute-accessible mappings (:class:`Section`).
+(``params.yaml: data.max_frames: input should be greater than or equal to 1, got 0``). Every
+section has a schema; the top-level mapping comes back as an attribute-accessible :class:`Section`.
+A library config dataclass is made from its section by :func:`build` (the one way: no
+hand-written ``from_params`` that copies keys).
 
-Defaults live in params.yaml only: no schema field has a default, so a key missing from
-params.yaml is an error, not a silent fallback.
+Defaults live in params.yaml only: no schema field has a default (the one exception,
+``variants.<name>.seed_offset``, is 0 = "no offset" for the variants that do not set it), so a
+key missing from params.yaml is an error, not a silent fallback; tests/test_params_defaults.py
+checks that the library configs' own defaults equal params.yaml's values.
 
 Why pydantic: it is the maintained library for exactly this (typed models, ``extra="forbid"``,
 strict types, located errors); the hand-written part is the domain rules below (the ``(R)``
@@ -16,6 +20,7 @@ values that may be ``[low, high]`` ranges) and turning pydantic's error list int
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 from typing import Annotated, Any, Callable, Literal
@@ -321,6 +326,263 @@ class RealCameraParams(Params):
     jpeg_quality: Annotated[int, Field(ge=1, le=100)]
 
 
+# ----------------------------------------------------------------------------- compute and the torch stages
+PositiveInt = Annotated[int, Field(ge=1)]
+NonNegInt = Annotated[int, Field(ge=0)]
+PositiveFloat = Annotated[float, Field(gt=0.0, allow_inf_nan=False)]
+NonNegFloat = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
+JpegQuality = Annotated[int, Field(ge=1, le=100)]
+
+
+class ComputeParams(Params):
+    model_config = ConfigDict(title="compute")
+
+    processes: PositiveInt = Field(description="local processes of the per-frame stages; 1 = in-process")
+    torch_threads: PositiveInt = Field(description="torch threads of the CycleGAN stages")
+    device: Literal["cpu", "cuda"]
+    scheduler: NonEmptyStr
+    batch_size: PositiveInt
+    max_in_flight: PositiveInt | None
+    resume: bool
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "workers" in data:
+            raise ValueError("compute.workers: renamed: it is compute.processes (local processes of the per-frame "
+                             "stages) and compute.torch_threads (torch threads of cyclegan_train/cyclegan_translate)")
+        return data
+
+
+class NSTParams(Params):
+    """``style.nst``: the fields of :class:`sim2real.style.nst.NSTConfig` (cross-key rules live there)."""
+    model_config = ConfigDict(title="style.nst")
+
+    content_layers: UniqueNames
+    style_layers: UniqueNames
+    content_weight: NonNegFloat
+    style_weight: NonNegFloat
+    tv_weight: NonNegFloat
+    optimizer: Literal["adam", "lbfgs"]
+    lr: PositiveFloat
+    scales: Annotated[list[Annotated[float, Field(gt=0.0, le=1.0)]], Field(min_length=1)]
+    steps: Annotated[list[NonNegInt], Field(min_length=1)]
+    plateau_rel_tol: NonNegFloat
+    plateau_patience: NonNegInt
+    amp: bool
+    init: Literal["content", "photoreal"]
+
+
+class PhotorealParams(Params):
+    """``style.photoreal``: the fields of :class:`sim2real.style.photoreal.PhotorealConfig`."""
+    model_config = ConfigDict(title="style.photoreal")
+
+    levels: NonNegInt
+    smooth_px: NonNegFloat
+    edge_aware: bool
+    min_pixels: NonNegInt
+    region_bands: PositiveInt
+    noise: bool
+    eps: PositiveFloat
+    global_classes: list[NonEmptyStr]
+
+
+class StyleParams(Params):
+    model_config = ConfigDict(title="style")
+
+    method: Literal["photoreal", "nst", "wct2"]
+    pairing: Literal["random", "histogram"]
+    semantic_only: bool
+    batch_size: PositiveInt
+    jpeg_quality: JpegQuality
+    vgg_weights: NonEmptyStr
+    wct2_checkpoints: NonEmptyStr | None
+    wct2_schedule: Literal["official", "bottleneck_skips"]
+    wct2_transfer_at: Annotated[list[Literal["encoder", "skip", "decoder"]], Field(min_length=1),
+                                AfterValidator(_unique("place"))]
+    grid_frames: NonNegInt
+    nst: NSTParams
+    photoreal: PhotorealParams
+
+
+class CycleGANTrainParams(Params):
+    """``cyclegan.train``: the fields of :class:`sim2real.cyclegan.train.CycleGANTrainConfig` but seed/device."""
+    model_config = ConfigDict(title="cyclegan.train")
+
+    ngf: PositiveInt
+    n_blocks: NonNegInt
+    ndf: PositiveInt
+    d_layers: PositiveInt
+    init_gain: PositiveFloat
+    crop_px: PositiveInt
+    scale_range: Annotated[list[PositiveFloat], Field(min_length=2, max_length=2)]
+    flip: bool
+    batch_size: PositiveInt
+    iterations: NonNegInt
+    epochs: PositiveFloat | None
+    decay_start: Fraction01
+    lr: PositiveFloat
+    beta1: Annotated[float, Field(ge=0.0, lt=1.0)]
+    beta2: Annotated[float, Field(ge=0.0, lt=1.0)]
+    lambda_cycle: NonNegFloat
+    lambda_identity: NonNegFloat
+    pool_size: NonNegInt
+    amp: bool
+    checkpoint_every: PositiveInt
+    resume: bool
+    on_params_change: Literal["restart", "error"]
+
+
+class CycleGANTranslateParams(Params):
+    model_config = ConfigDict(title="cyclegan.translate")
+
+    mode: Literal["whole", "tiled"]
+    tile_px: PositiveInt
+    overlap_px: NonNegInt
+    amp: bool
+    jpeg_quality: JpegQuality
+
+
+class CycleGANParams(Params):
+    model_config = ConfigDict(title="cyclegan")
+
+    variations: UniqueNames
+    generator: NonEmptyStr
+    train: CycleGANTrainParams
+    translate: CycleGANTranslateParams
+
+
+# ----------------------------------------------------------------------------- detection and the study
+class DetectTrainParams(Params):
+    """``train``: the fields of :class:`sim2real.detect.train.DetectTrainConfig` but ``seed`` (per run)."""
+    model_config = ConfigDict(title="train")
+
+    model: Annotated[str, Field(pattern=r"\.ya?ml$")] = Field(description="an ultralytics model yaml, e.g. yolov5l-p6.yaml")
+    weights: NonEmptyStr | None
+    download: bool
+    weights_dir: NonEmptyStr
+    imgsz: PositiveInt
+    epochs: PositiveInt
+    batch: PositiveInt
+    device: NonEmptyStr | NonNegInt
+    workers: NonNegInt = Field(description="ultralytics dataloader workers")
+    seeds: Annotated[list[int], Field(min_length=1), AfterValidator(_unique("seed"))]
+    deterministic: bool
+    rect: bool
+    cache: Literal[False, "ram", "disk"]
+    patience: PositiveInt
+    optimizer: NonEmptyStr
+    lr0: PositiveFloat
+    lrf: PositiveFloat
+    warmup_epochs: NonNegFloat
+    nbs: PositiveInt
+    mosaic: Fraction01
+    val: bool
+    amp: bool
+
+
+class EvaluateParams(Params):
+    model_config = ConfigDict(title="evaluate")
+
+    imgsz: PositiveInt | None
+    batch: PositiveInt
+    device: NonEmptyStr | NonNegInt
+    conf: Fraction01
+    val_conf: Fraction01
+    iou: IoU
+    max_det: PositiveInt
+    kitti_classes: Annotated[list[Literal["Car", "Pedestrian", "Cyclist"]], Field(min_length=1),
+                             AfterValidator(_unique("class"))]
+
+
+class StudyParams(Params):
+    model_config = ConfigDict(title="study")
+
+    bootstrap_resamples: Annotated[int, Field(ge=1000)]
+    ci_level: Annotated[float, Field(ge=0.5, lt=1.0)]
+    bootstrap_seed: int
+    distance_bins_m: Annotated[list[NonNegFloat], Field(min_length=2)]
+    camera_height_m: PositiveFloat | None
+    car_length_m: NonNegFloat
+
+
+class VariantParams(Params):
+    model_config = ConfigDict(title="variants")
+
+    data: NonEmptyStr
+    images: NonEmptyStr
+    seed_offset: int = Field(0, description="added to each training seed (the only optional key: 0 = none)")
+
+
+class MixParams(Params):
+    model_config = ConfigDict(title="mix")
+
+    sources: UniqueNames
+    fraction: Annotated[float, Field(gt=0.0, le=1.0)]
+
+
+# ----------------------------------------------------------------------------- calibrate, gap, report, tracking
+class CalibrateParams(Params):
+    """``calibrate``: with gap's denoise_sigma_px/min_box_px and ``seed``, :class:`sim2real.calibrate.fit.Settings`."""
+    model_config = ConfigDict(title="calibrate")
+
+    max_sim_frames: PositiveInt
+    max_real_frames: PositiveInt
+    fit: Annotated[list[Literal["jpeg", "noise", "haze", "colour", "blur"]], Field(min_length=1)]
+    distance_bins_m: Annotated[list[NonNegFloat], Field(min_length=2)]
+    min_bin_count: PositiveInt
+    blur_grid_px: Annotated[list[NonNegFloat], Field(min_length=1)]
+    visibility_grid_m: Annotated[list[PositiveFloat], Field(min_length=1)]
+    reblur_px: PositiveFloat
+    blur_denoise_px: NonNegFloat
+    max_noise_sigma: PositiveFloat
+    camera_height_m: PositiveFloat
+    lab_stride: PositiveInt
+
+
+class KidParams(Params):
+    model_config = ConfigDict(title="gap.kid")
+
+    inception_weights: NonEmptyStr | None
+    image_hw: Annotated[list[PositiveInt], Field(min_length=2, max_length=2)]
+    subset_size: PositiveInt
+    subsets: PositiveInt
+
+
+class PadParams(Params):
+    model_config = ConfigDict(title="gap.pad")
+
+    folds: Annotated[int, Field(ge=2)]
+
+
+class GapParams(Params):
+    model_config = ConfigDict(title="gap")
+
+    max_images: Annotated[int, Field(ge=2)]
+    height_bins_px: Annotated[list[NonNegFloat], Field(min_length=2)]
+    min_bin_count: PositiveInt
+    min_box_px: NonNegInt
+    denoise_sigma_px: NonNegFloat
+    lab_bins: PositiveInt
+    spectrum_bins: PositiveInt
+    kid: KidParams
+    pad: PadParams
+
+
+class ReportParams(Params):
+    model_config = ConfigDict(title="report")
+
+    grid_frames: NonNegInt
+    thumb_width_px: PositiveInt
+
+
+class TrackingParams(Params):
+    model_config = ConfigDict(title="tracking")
+
+    project: NonEmptyStr
+    entity: NonEmptyStr | None
+
+
 #: Section name -> schema (a Params model, or a type for top-level scalars and lists).
 SCHEMAS: dict[str, Any] = {
     "seed": int,
@@ -331,6 +593,18 @@ SCHEMAS: dict[str, Any] = {
     "haze": HazeParams,
     "camera": CameraParams,
     "demo": DemoParams,
+    "compute": ComputeParams,
+    "style": StyleParams,
+    "cyclegan": CycleGANParams,
+    "train": DetectTrainParams,
+    "evaluate": EvaluateParams,
+    "study": StudyParams,
+    "variants": Annotated[dict[NonEmptyStr, VariantParams], Field(min_length=1)],
+    "mix": MixParams,
+    "calibrate": CalibrateParams,
+    "gap": GapParams,
+    "report": ReportParams,
+    "tracking": TrackingParams,
 }
 _ADAPTERS = {name: TypeAdapter(t, config=ConfigDict(strict=True)) for name, t in SCHEMAS.items()
              if not (isinstance(t, type) and issubclass(t, Params))}
@@ -348,7 +622,7 @@ def _message(err: dict, section: str, model: Any) -> str:
     msg = err["msg"].removeprefix("Value error, ")
     if msg.split(" ", 1)[0][1:].islower():  # "Input should ..." -> "input should ..."; "NaN" stays
         msg = msg[:1].lower() + msg[1:]
-    if kind == "value_error" and msg.startswith(("data.", "blur.")):
+    if kind == "value_error" and msg.startswith(f"{section}."):
         return msg  # a rule across keys names its keys itself
     text = f"{key}: {msg}" if "got " in msg else f"{key}: {msg}, got {err.get('input')!r}"
     field = model.model_fields.get(loc[0]) if loc and isinstance(model, type) and issubclass(model, Params) else None
@@ -423,3 +697,20 @@ def layer(base: dict, overlay_file: str | Path, sections: tuple[str, ...]) -> di
             raise ConfigError(f"{overlay_file}: section '{sec}' must be a mapping")
         out[sec] = {**(out.get(sec) or {}), **kv}
     return out
+
+
+def _tuples(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return tuple(_tuples(v) for v in value)
+    return value
+
+
+def build(cls: type, section: Any, **extra: Any) -> Any:
+    """The library config dataclass ``cls`` from a params section (typed model or plain mapping, as
+    :func:`load_params` / :func:`plain` give it): each field of ``cls`` that the section has, lists
+    as tuples, then ``extra`` (values from elsewhere, e.g. ``seed``). Keys of the section that
+    ``cls`` has no field for are left out (the stage reads them); the schema already rejected
+    unknown keys, and tests/test_params_defaults.py checks schemas and dataclasses name the same keys."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    kw = {k: _tuples(plain(section[k])) for k in section.keys() if k in names}
+    return cls(**{**kw, **extra})

@@ -22,7 +22,7 @@ from sim2real.calibrate import Settings, run
 from sim2real.cli import entrypoint
 from sim2real.demo.realism import physics_equivalent
 from sim2real.io import atomic_dir, atomic_file, write_json
-from sim2real.params import load_params, plain
+from sim2real.params import build, load_params, plain
 
 
 def cli(argv=None) -> argparse.Namespace:
@@ -39,7 +39,8 @@ def main(argv=None) -> None:
     args = cli(argv)
     p = load_params("calibrate", "blur", "haze", "camera", "gap", "seed", "classes", "data", "demo")
     cal = p.calibrate
-    settings = Settings.from_params(plain(cal), plain(p.gap), int(p.seed))
+    settings = build(Settings, cal, seed=int(p.seed), denoise_sigma_px=float(p.gap.denoise_sigma_px),
+                     min_box_px=int(p.gap.min_box_px))
     params = {"blur": plain(p.blur), "haze": plain(p.haze), "camera": plain(p.camera)}
     hidden = physics_equivalent(plain(p.demo.get("real_camera") or {})) if p.data.source == "demo" else None
     t0 = time.perf_counter()

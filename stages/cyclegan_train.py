@@ -19,13 +19,13 @@ from pathlib import Path
 import torch
 
 from sim2real.cyclegan.checkpoint import params_hash, save_generator
-from sim2real.cyclegan.train import (LOSS_NAMES, TrainConfig, data_fingerprint, domain_frames, final_losses, sample_grid,
+from sim2real.cyclegan.train import (LOSS_NAMES, CycleGANTrainConfig, data_fingerprint, domain_frames, final_losses, sample_grid,
                                      train, write_losses_csv)
 from sim2real.formats.images import read_rgb, write_image
 from sim2real.cli import entrypoint
 from sim2real.manifest import read_manifest
 from sim2real.io import atomic_outputs, write_json
-from sim2real.params import load_params
+from sim2real.params import build, load_params
 from sim2real.tracking import Tracker
 
 
@@ -45,8 +45,8 @@ def main(argv=None) -> None:
     args = cli(argv)
     p = load_params("cyclegan", "seed", "compute")
     cg = p.cyclegan
-    cfg = TrainConfig.from_params(cg.train, seed=int(p.seed), device=str(p.compute.device))
-    torch.set_num_threads(max(1, int(p.compute.workers)))
+    cfg = build(CycleGANTrainConfig, cg.train, seed=int(p.seed), device=str(p.compute.device))
+    torch.set_num_threads(int(p.compute.torch_threads))
     frames_csv = Path(args.synthetic) / "frames.csv"
     real_csv = Path(args.real) / "real_frames.csv"
     paths_a, paths_b = domain_frames(read_manifest(frames_csv, all_str=True), read_manifest(real_csv, all_str=True), list(cg.variations),

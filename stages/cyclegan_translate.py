@@ -9,7 +9,7 @@ measured domain statistics: Lab colour-histogram W1 distance and sharpness gap o
 translated frames to the real train and val splits, and the edge correlation raw↔translated.
 
 Backends (``compute.scheduler``, through :func:`sim2real.parallel.compute_options`): ``local``
-translates in this process with ``compute.workers`` torch threads; ``tcp://host:port`` sends
+translates in this process with ``compute.torch_threads`` torch threads; ``tcp://host:port`` sends
 batches of frames to a Dask cluster, where each worker process loads the generator once
 (:func:`cached_generator`, keyed by path + SHA-256 of the weights), uses the same number of torch
 threads and writes its frames into the temporary output (a shared file system on a real

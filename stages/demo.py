@@ -1,4 +1,4 @@
-"""Stage `demo`: write the embedded miniature vKITTI2 + KITTI world (params: demo, compute.workers)."""
+"""Stage `demo`: write the embedded miniature vKITTI2 + KITTI world (params: demo, compute.processes)."""
 from __future__ import annotations
 
 import argparse
@@ -23,7 +23,7 @@ def main(argv=None) -> None:
     with atomic_dir(args.out) as tmp:
         counts = generate(tmp, seed=int(d.seed), scenes=int(d.scenes), frames_per_scene=int(d.frames_per_scene),
                           variations=list(d.variations), real_frames=int(d.real_frames),
-                          real_seg_every=int(d.real_seg_every), workers=int(p.compute.workers),
+                          real_seg_every=int(d.real_seg_every), workers=int(p.compute.processes),
                           real_camera=plain(d.get("real_camera") or {}),
                           traffic=Traffic.from_params(d.traffic), ego_speed_m=float(d.ego_speed_m))
     print(f"demo world written to {args.out}: {counts}")

@@ -4,7 +4,7 @@ Reads ``<dedupe>/frames.csv`` (RGB, depth, instance paths and intrinsics per fra
 ``<dedupe>/boxes_kept.csv``; writes the variant dataset ``<out>/images/<frame_id>.jpg``,
 ``<out>/labels/<frame_id>.txt`` (YOLO) and ``<out>/frames.csv`` (one row per frame: the input
 columns with ``image``/``label`` replaced, every drawn parameter value and the label-honesty
-counts), plus the summary ``--report`` JSON. Params: blur, haze, camera, seed, compute.workers;
+counts), plus the summary ``--report`` JSON. Params: blur, haze, camera, seed, compute.processes;
 ``--overlay`` lays a params-shaped file's blur/haze/camera keys over them (stage
 depth_blur_calibrated: the calibrate stage's fitted values).
 

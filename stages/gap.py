@@ -4,7 +4,7 @@ Reads the variant dataset's ``frames.csv`` (``image`` + YOLO ``label`` columns),
 manifest (``real_frames.csv`` rows with ``split == val``, boxes from ``real_boxes.csv``), and
 writes ``reports/gap/<variant>.json`` plus the curve CSVs ``<curves>/blur_profile.csv`` and
 ``<curves>/spectrum.csv``; headline numbers go to W&B and DVCLive (``<live>/metrics.json``).
-Params: gap, seed, classes, compute.workers.
+Params: gap, seed, classes, compute.processes.
 """
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ Tracking (:class:`sim2real.tracking.Tracker`): W&B offline by default, DVCLive i
 per batch (step = batch index) ``batch/content_loss``, ``batch/style_loss``, ``batch/steps``,
 ``batch/frames``, then the grid image and the report as the run summary; ``stage_seconds`` and
 ``mean_seconds_per_frame`` go to the W&B summary only (``Tracker.run_info``), never to DVCLive.
-Params: style, seed, compute.device, compute.workers (``compute.scheduler`` / ``batch_size`` /
+Params: style, seed, compute.device, compute.processes (``compute.scheduler`` / ``batch_size`` /
 ``max_in_flight`` / ``resume`` change how the frames are spread, not the bytes).
 """
 from __future__ import annotations

@@ -16,10 +16,10 @@ import dataclasses
 from pathlib import Path
 
 from sim2real.detect import datasets
-from sim2real.detect.train import TrainConfig, finite_or_none, remove_tree, results_table, train
+from sim2real.detect.train import DetectTrainConfig, finite_or_none, remove_tree, results_table, train
 from sim2real.cli import entrypoint
 from sim2real.io import atomic_outputs, temp_dir
-from sim2real.params import load_params
+from sim2real.params import build, load_params, plain
 from sim2real.tracking import Tracker
 
 
@@ -47,8 +47,8 @@ def log_results(tracker: Tracker, table) -> None:
 def main(argv=None) -> None:
     args = cli(argv)
     p = load_params("train", "classes", "variants")
-    seed = args.seed + datasets.variant_seed_offset(p.variants, args.variant)
-    cfg = dataclasses.replace(TrainConfig.from_params(p.train), seed=seed)
+    seed = args.seed + datasets.variant_seed_offset(plain(p.variants), args.variant)
+    cfg = build(DetectTrainConfig, p.train, seed=seed)
     run = f"{args.variant}-seed{args.seed}"
     scratch = temp_dir(f"sim2real-train-{run}-")
     try:

@@ -15,11 +15,14 @@ import torch
 from sim2real.cyclegan import checkpoint as ckpt
 from sim2real.cyclegan.networks import ImagePool, PatchDiscriminator, ResnetGenerator, receptive_field_px
 from sim2real.cyclegan.stats import DomainStats, edge_correlation, histogram_w1, lab_histogram
-from sim2real.cyclegan.train import (CropSampler, TrainConfig, Trainer, discriminator_objective, domain_frames,
+from sim2real.cyclegan.train import (CropSampler, CycleGANTrainConfig, Trainer, discriminator_objective, domain_frames,
                                      generator_objective, lr_factor, train)
 from sim2real.cyclegan.translate import translate_image
 from sim2real.errors import ConfigError, DataError
 from sim2real.formats.images import write_image
+from sim2real.params import build, validate_section
+
+ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(autouse=True, scope="module")
 def one_torch_thread():
@@ -34,8 +37,8 @@ TINY = dict(ngf=8, n_blocks=1, ndf=8, crop_px=32, scale_range=[0.9, 1.1], iterat
             pool_size=4)
 
 
-def tiny_cfg(**kw) -> TrainConfig:
-    return TrainConfig.from_params({**TINY, **kw}, seed=0, device="cpu")
+def tiny_cfg(**kw) -> CycleGANTrainConfig:
+    return build(CycleGANTrainConfig, {**TINY, **kw}, seed=0, device="cpu")
 
 
 def scene(rng: np.random.Generator, h: int = 72, w: int = 120) -> np.ndarray:
@@ -97,14 +100,15 @@ def test_lr_schedule_constant_then_linear_to_zero():
 
 
 def test_config_rejects_unknown_keys_and_bad_values():
-    with pytest.raises(ConfigError, match="ngff"):
-        TrainConfig.from_params({"ngff": 3}, seed=0, device="cpu")
+    cyclegan = yaml.safe_load((ROOT / "params.yaml").read_text())["cyclegan"]
+    with pytest.raises(ConfigError, match=r"cyclegan\.train\.ngff: unknown key"):
+        validate_section("cyclegan", {**cyclegan, "train": {**cyclegan["train"], "ngff": 3}})
     with pytest.raises(ConfigError, match="crop_px"):
         tiny_cfg(crop_px=30)
     with pytest.raises(ConfigError, match="PatchGAN"):
         tiny_cfg(crop_px=20)
     with pytest.raises(ConfigError, match="compute.device"):
-        TrainConfig.from_params({}, seed=0, device="tpu")
+        CycleGANTrainConfig(device="tpu")
 
 
 def test_crop_sampler_scale_jitter_and_shape(domains):
@@ -306,9 +310,11 @@ def _stage_world(root: Path, rng: np.random.Generator) -> None:
     (root / "ingest").mkdir()
     pd.DataFrame(real).to_csv(root / "ingest/real_frames.csv", index=False)
     shipped = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
-    params = {"seed": 0, "compute": {"workers": 1, "device": "cpu"}, "data": {**shipped["data"], "on_error": "fail"},
-              "cyclegan": {"variations": ["clone"],
-                           "train": {**TINY, "ngf": 4, "ndf": 4, "crop_px": 24, "iterations": 3, "checkpoint_every": 2},
+    params = {"seed": 0, "compute": {**shipped["compute"], "processes": 1, "torch_threads": 1, "device": "cpu"},
+              "data": {**shipped["data"], "on_error": "fail"},
+              "cyclegan": {**shipped["cyclegan"], "variations": ["clone"],
+                           "train": {**shipped["cyclegan"]["train"], **TINY, "ngf": 4, "ndf": 4, "crop_px": 24,
+                                     "iterations": 3, "checkpoint_every": 2},
                            "translate": {"mode": "whole", "tile_px": 64, "overlap_px": 8, "amp": True,
                                          "jpeg_quality": 95}}}
     (root / "params.yaml").write_text(yaml.safe_dump(params))

@@ -310,7 +310,7 @@ def test_translate_stage_runs_an_official_file_like_the_project_one(tmp_path, mo
 
 
 TINY_WORLD = {"demo": {"scenes": 1, "frames_per_scene": 2, "variations": ["clone"], "real_frames": 2},
-              "data": {"scenes": ["Scene01"], "variations": ["clone"]}, "compute": {"workers": 1}}
+              "data": {"scenes": ["Scene01"], "variations": ["clone"]}, "compute": {"processes": 1, "torch_threads": 1}}
 
 
 @pytest.mark.slow

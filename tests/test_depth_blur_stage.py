@@ -119,7 +119,7 @@ def test_stage_cli_prints_one_line_error(tmp_path):
     frames.assign(depth=str(small)).to_csv(d / "frames.csv", index=False)
     shipped = yaml.safe_load((ROOT / "params.yaml").read_text())  # sections are validated whole on load
     params = {**shipped, **{k: {**shipped[k], **PARAMS[k]} for k in PARAMS}, "seed": 0,
-              "compute": {**shipped["compute"], "workers": 1}}
+              "compute": {**shipped["compute"], "processes": 1}}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     proc = subprocess.run([sys.executable, "-m", "stages.depth_blur", "--dedupe", str(d), "--out", str(tmp_path / "o"),
                            "--report", str(tmp_path / "r.json")], cwd=tmp_path, capture_output=True, text=True,

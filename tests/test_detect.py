@@ -17,10 +17,11 @@ import yaml
 from detect_fixtures import H, W, kitti_rows, make_real, make_variant
 from sim2real.detect import datasets, offline
 from sim2real.detect.predict import detections_frame
-from sim2real.detect.train import TrainConfig, resolve_weights, results_table, train_args
+from sim2real.detect.train import DetectTrainConfig, resolve_weights, results_table, train_args
 from sim2real.io import link_or_copy
 from sim2real.errors import ConfigError, DataError
 from sim2real.formats import kitti, yolo
+from sim2real.params import build, validate_section
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -156,15 +157,16 @@ def test_variant_seed_offset():
 
 
 def test_train_seeds_and_the_train_stage_params_in_dvc_yaml():
-    assert TrainConfig.from_params({"seeds": [0, 1, 2]}).seeds == (0, 1, 2)
-    for bad in ([], [0.5], 3):
+    train = yaml.safe_load((ROOT / "params.yaml").read_text())["train"]
+    assert build(DetectTrainConfig, {**train, "seeds": [0, 1, 2]}, seed=0).seeds == (0, 1, 2)
+    for bad in ([], [0.5], 3, [1, 1]):
         with pytest.raises(ConfigError, match="train.seeds"):
-            TrainConfig.from_params({"seeds": bad})
-    # train@ lists every TrainConfig key but the seeds (a new seed adds runs and reruns none)
+            validate_section("train", {**train, "seeds": bad})
+    # train@ lists every DetectTrainConfig key but the seeds (a new seed adds runs and reruns none)
     import dataclasses
     stage = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["train"]
     listed = {p.split(".", 1)[1] for p in stage["params"] if isinstance(p, str) and p.startswith("train.")}
-    assert listed == {f.name for f in dataclasses.fields(TrainConfig)} - {"seed", "seeds"}
+    assert listed == {f.name for f in dataclasses.fields(DetectTrainConfig)} - {"seed", "seeds"}
     assert set(yaml.safe_load((ROOT / "params.yaml").read_text())["train"]) == listed | {"seeds"}
     assert stage["matrix"] == {"variant": "${variants}", "seed": "${train.seeds}"}
 
@@ -185,15 +187,18 @@ def test_ultralytics_view_keeps_caches_outside_the_dataset(tmp_path):
 
 
 def test_train_config_validates_params():
-    cfg = TrainConfig.from_params({"model": "yolov5l-p6.yaml", "imgsz": 1280, "device": "0", "amp": True})
+    train = yaml.safe_load((ROOT / "params.yaml").read_text())["train"]
+    cfg = build(DetectTrainConfig, {**train, "model": "yolov5l-p6.yaml", "imgsz": 1280, "device": "0", "amp": True})
     args = train_args(cfg, Path("/x/data.yaml"), Path("/x/run"))
     assert args["amp"] is True and args["imgsz"] == 1280 and args["plots"] is False
-    cpu = TrainConfig.from_params({"device": "cpu", "amp": True})
+    cpu = build(DetectTrainConfig, {**train, "device": "cpu", "amp": True})
     assert train_args(cpu, Path("d.yaml"), Path("/x/run"))["amp"] is False   # never AMP on CPU
     with pytest.raises(ConfigError, match="train.nope"):
-        TrainConfig.from_params({"nope": 1})
+        validate_section("train", {**train, "nope": 1})
     with pytest.raises(ConfigError, match="model yaml"):
-        TrainConfig.from_params({"model": "yolov5l6.pt"})
+        validate_section("train", {**train, "model": "yolov5l6.pt"})
+    with pytest.raises(ConfigError, match="model yaml"):
+        DetectTrainConfig(model="yolov5l6.pt")
 
 
 def test_resolve_weights_local_cache_and_clear_error(tmp_path, monkeypatch):

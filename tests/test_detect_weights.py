@@ -16,7 +16,7 @@ from conftest import dvc, make_repo
 from detect_fixtures import make_official_checkpoint, make_real, make_variant
 from sim2real.detect import datasets, offline
 from sim2real.detect.checkpoint import check_checkpoint
-from sim2real.detect.train import TrainConfig, pretrained_weights, resolve_weights, train
+from sim2real.detect.train import DetectTrainConfig, pretrained_weights, resolve_weights, train
 from sim2real.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,7 +64,7 @@ def configured(tmp_path):
     return tmp_path
 
 
-def first_state(cfg: TrainConfig, tmp_path: Path) -> dict[str, torch.Tensor]:
+def first_state(cfg: DetectTrainConfig, tmp_path: Path) -> dict[str, torch.Tensor]:
     """The trainer's model parameters right after ultralytics set it up (before any step)."""
     ds, val = tmp_path / "ds", tmp_path / "val"
     if not ds.exists():
@@ -89,8 +89,8 @@ def test_pretrained_weights_reach_the_trained_model(configured):
     ckpt = torch.load(ckpt_path, weights_only=False)  # the test's own file
     official = {k: v.float() for k, v in ckpt["model"].state_dict().items()}
     base = dict(model="yolov5n-p6.yaml", weights_dir=str(tmp_path / "weights"), imgsz=64, epochs=1, batch=4)
-    tuned = first_state(TrainConfig(weights="yolov5n6u.pt", **base), tmp_path)
-    scratch = first_state(TrainConfig(weights=None, **base), tmp_path)
+    tuned = first_state(DetectTrainConfig(weights="yolov5n6u.pt", **base), tmp_path)
+    scratch = first_state(DetectTrainConfig(weights=None, **base), tmp_path)
     same_shape = [k for k, v in tuned.items() if k in official and official[k].shape == v.shape]
     equal = [k for k in same_shape if torch.equal(tuned[k], official[k])]
     head = max(int(k.split(".")[1]) for k in tuned)  # the Detect layer's index
@@ -121,7 +121,7 @@ def test_a_malicious_checkpoint_runs_nothing(configured):
     marker = tmp_path / "PWNED"
     evil = evil_checkpoint(tmp_path / "weights" / "evil.pt", marker)
     with pytest.raises(ConfigError) as err:
-        pretrained_weights(TrainConfig(weights="evil.pt", weights_dir=str(tmp_path / "weights")))
+        pretrained_weights(DetectTrainConfig(weights="evil.pt", weights_dir=str(tmp_path / "weights")))
     msg = str(err.value)
     assert "\n" not in msg and str(evil) in msg and "(train.weights)" in msg and "refused" in msg
     assert "builtins.exec" in msg
@@ -131,7 +131,7 @@ def test_a_malicious_checkpoint_runs_nothing(configured):
     plain = tmp_path / "weights" / "plain.pt"
     plain.write_bytes(pickle.dumps({"model": evil_payload(marker)}, protocol=2))
     with pytest.raises(ConfigError, match=r"plain.pt \(train.weights\): not a loadable") as err:
-        pretrained_weights(TrainConfig(weights="plain.pt", weights_dir=str(tmp_path / "weights")))
+        pretrained_weights(DetectTrainConfig(weights="plain.pt", weights_dir=str(tmp_path / "weights")))
     assert "\n" not in str(err.value) and not marker.exists()
     # ultralytics' own loader, as the trainer and YOLO(path) call it, is weights-only in this process too
     from ultralytics import YOLO
@@ -208,7 +208,7 @@ def test_a_model_yaml_cannot_run_code(configured):
     text = (UROOT / "cfg" / "models" / "v5" / "yolov5-p6.yaml").read_text()
     evil = tmp_path / "yolov5n-p6-x.yaml"
     evil.write_text(f"activation: open({str(marker)!r}, 'w').write('pwned') or nn.SiLU()\n" + text)
-    cfg = TrainConfig(model=str(evil), weights=None)
+    cfg = DetectTrainConfig(model=str(evil), weights=None)
     with pytest.raises(ConfigError, match=r"train.model='[^']*': unsupported activation") as err:
         train(cfg, tmp_path / "unused.yaml", tmp_path / "run", tmp_path / "scratch")
     assert "\n" not in str(err.value) and not marker.exists()

@@ -41,7 +41,7 @@ def _kill_when(proc: subprocess.Popen, ready, timeout_s: float = 240) -> None:
 
 @pytest.mark.slow
 def test_sigkill_mid_stage_leaves_no_output_and_rerun_is_identical(tmp_path):
-    repo = make_repo(tmp_path / "repo", {"demo": DEMO, "compute": {"workers": 1}})
+    repo = make_repo(tmp_path / "repo", {"demo": DEMO, "compute": {"processes": 1, "torch_threads": 1}})
     proc = subprocess.Popen([str(Path(sys.executable).parent / "dvc"), "repro", "demo"], cwd=repo, env=_env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 

@@ -142,7 +142,7 @@ def test_external_pixels_changed_rerun_ingest_and_depth_blur(tiny_world, tmp_pat
     ext = tmp_path / "ext"
     shutil.copytree(tiny_world, ext)
     demo = {"seed": 7, "scenes": 1, "frames_per_scene": 1, "variations": ["clone"], "real_frames": 2, "real_seg_every": 2}
-    repo = make_repo(tmp_path / "repo", {"demo": demo, "compute": {"workers": 1},
+    repo = make_repo(tmp_path / "repo", {"demo": demo, "compute": {"processes": 1, "torch_threads": 1},
                                           "data": {"source": "vkitti2", "vkitti2_root": str(ext / "vkitti2"),
                                                    "kitti_root": str(ext / "kitti"), "scenes": ["Scene01"]}})
     dvc(repo, "repro", "depth_blur")

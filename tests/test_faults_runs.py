@@ -163,7 +163,7 @@ def _frame_in_temp(repo: Path, name: str) -> bool:
 
 @pytest.mark.slow
 def test_run_cache_restore_after_sigkill_leaves_nothing_in_the_outputs_parent(tmp_path):
-    repo = make_repo(tmp_path / "repo", {"demo": {**WORLD, "frames_per_scene": 8}, "compute": {"workers": 1},
+    repo = make_repo(tmp_path / "repo", {"demo": {**WORLD, "frames_per_scene": 8}, "compute": {"processes": 1, "torch_threads": 1},
                                          "data": {"scenes": ["Scene01"], "variations": ["clone"]}})
     dvc(repo, "repro", "depth_blur")  # params A: a run-cache entry
     params = yaml.safe_load((repo / "params.yaml").read_text())
@@ -192,7 +192,7 @@ def test_style_transfer_with_bad_vgg_weights_changes_none_of_the_old_outputs(tmp
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["style"].update(batch_size=1, vgg_weights="random")
     params["style"]["nst"].update(scales=[0.5], steps=[2])
-    params["compute"].update(workers=1, scheduler="local", resume=False)
+    params["compute"].update(processes=1, scheduler="local", resume=False)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("WANDB_MODE", "disabled")
@@ -233,7 +233,7 @@ def _alive(pid: int) -> bool:
 
 def _demo_repo(tmp_path: Path, frames_per_scene: int) -> Path:
     repo = tmp_path / "repo"
-    write_params(repo, demo={**WORLD, "frames_per_scene": frames_per_scene}, compute={"workers": 1})
+    write_params(repo, demo={**WORLD, "frames_per_scene": frames_per_scene}, compute={"processes": 1, "torch_threads": 1})
     (repo / ".dvc").mkdir()
     return repo
 
@@ -322,7 +322,7 @@ def test_killing_dvc_repro_stops_its_stage(tmp_path, shell):
 
     bash execs the single command (the stage is dvc's child); dash keeps a shell in between (the
     stage is dvc's grandchild, out of reach of the parent-death signal), so both are run."""
-    repo = make_repo(tmp_path / "repo", {"demo": {**WORLD, "frames_per_scene": 6}, "compute": {"workers": 1}})
+    repo = make_repo(tmp_path / "repo", {"demo": {**WORLD, "frames_per_scene": 6}, "compute": {"processes": 1, "torch_threads": 1}})
     proc = subprocess.Popen([str(BIN / "dvc"), "repro", "demo"], cwd=repo, env={**_env(), "SHELL": shell},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     _wait_for(lambda: _stage_temp(repo, "demo"), proc, "the stage's temporary output")

@@ -43,7 +43,7 @@ def tiny_world(tmp_path_factory):
                         {"demo": {"seed": 7, "scenes": 1, "frames_per_scene": 4, "variations": ["clone"],
                                   "real_frames": 1},
                          "data": {"scenes": ["Scene01"], "variations": ["clone"], "real_val_fraction": 0.0},
-                         "compute": {"workers": 1}})
+                         "compute": {"processes": 1, "torch_threads": 1}})
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     cwd = os.getcwd()
     os.chdir(root)
@@ -150,19 +150,19 @@ def test_dask_workers_write_into_the_output(cluster, tmp_path):
 
 def test_compute_options_and_scheduler_validation(tmp_path, monkeypatch):
     monkeypatch.setenv("SIM2REAL_SCRATCH", str(tmp_path))
-    c = Section({"workers": 3, "scheduler": "tcp://127.0.0.1:8786", "batch_size": 4, "max_in_flight": None,
+    c = Section({"processes": 3, "scheduler": "tcp://127.0.0.1:8786", "batch_size": 4, "max_in_flight": None,
                  "resume": True}, "compute")
     opts = compute_options(c, Section({"on_error": "skip"}, "data"), stage="depth_blur")
     assert opts["workers"] == 3 and opts["scheduler"] == "tcp://127.0.0.1:8786" and opts["on_error"] == "skip"
     assert opts["resume_dir"] == tmp_path / ".sim2real" / "scratch" / "depth_blur"
     assert (tmp_path / ".sim2real" / ".gitignore").read_text().strip().endswith("*")
-    assert compute_options({"workers": 2})["scheduler"] == "local"
+    assert compute_options({"processes": 2})["scheduler"] == "local"
     with pytest.raises(ConfigError, match="compute.scheduler"):
-        compute_options({"workers": 1, "scheduler": "http://example.org"})
+        compute_options({"processes": 1, "scheduler": "http://example.org"})
     with pytest.raises(ConfigError, match="data.on_error"):
-        compute_options({"workers": 1}, {"on_error": "ignore"})
+        compute_options({"processes": 1}, {"on_error": "ignore"})
     with pytest.raises(ConfigError, match="stage name"):
-        compute_options({"workers": 1, "resume": True})
+        compute_options({"processes": 1, "resume": True})
     assert not is_distributed("local") and is_distributed("tcp://127.0.0.1:1")
 
 
@@ -181,7 +181,7 @@ def test_depth_blur_stage_resumes_after_sigkill(tiny_world, tmp_path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     params = yaml.safe_load((tiny_world / "params.yaml").read_text())
-    params["compute"].update(resume=True, workers=1)
+    params["compute"].update(resume=True, processes=1)
     (run_dir / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     (run_dir / "data").symlink_to(tiny_world / "data", target_is_directory=True)
     env = {**_env(), "PYTHONPATH": str(ROOT), "SIM2REAL_SCRATCH": str(tmp_path)}

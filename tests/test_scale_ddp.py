@@ -12,12 +12,13 @@ from tests.conftest import ROOT
 @pytest.mark.parametrize("device_yaml, world", [("0,1,2,3", 4), ("0", 1), ("cpu", 0)])
 def test_train_device_reaches_ultralytics_trainer_args(tmp_path, device_yaml, world):
     from sim2real.detect import offline
-    from sim2real.detect.train import TrainConfig, train_args
+    from sim2real.detect.train import DetectTrainConfig, train_args
+    from sim2real.params import build
 
     section = dict(yaml.safe_load((ROOT / "params.yaml").read_text())["train"])
     section["device"] = yaml.safe_load(f"device: {device_yaml}")["device"]  # as params.yaml would give it
     section["batch"] = 32
-    cfg = TrainConfig.from_params(section)
+    cfg = build(DetectTrainConfig, section)
     args = train_args(cfg, tmp_path / "data.yaml", tmp_path / "runs" / "train")
     assert args["device"] == device_yaml
     assert args["amp"] == (world > 0 and bool(section["amp"]))  # AMP only on CUDA

@@ -60,15 +60,16 @@ def make_world(root: Path, n: int = 4) -> None:
     pd.DataFrame(real).to_csv(root / "data/ingest/real_frames.csv", index=False)
     torch.manual_seed(0)
     save_generator(root / "data/cyclegan/model/generator_a2b.pt", ResnetGenerator(4, 1))
+    shipped = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
     params = {"seed": 0, "classes": ["Car", "Van", "Truck"],
-              "compute": {"workers": 1, "device": "cpu", "scheduler": "local", "batch_size": 1, "max_in_flight": None,
+              "compute": {"processes": 1, "torch_threads": 1, "device": "cpu", "scheduler": "local", "batch_size": 1, "max_in_flight": None,
                           "resume": False},
               "data": {**yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())["data"],
                        "on_error": "fail", "demo_root": "data/demo", "vkitti2_root": None, "kitti_root": None,
                        "camera": 0},
               "dedupe": {"min_visible_px": 25, "min_height_px": 6, "min_width_px": 6, "max_truncation": 0.8,
                          "class_conflict": "more_pixels", "same_box_iou": 0.95, "merge_iou": 0.85},
-              "cyclegan": {"variations": ["clone"],
+              "cyclegan": {**shipped["cyclegan"], "variations": ["clone"],
                            "translate": {"mode": "whole", "tile_px": 64, "overlap_px": 8, "amp": False,
                                          "jpeg_quality": 90}}}
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

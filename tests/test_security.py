@@ -20,7 +20,7 @@ from tests.conftest import ROOT, deep_merge
 os.environ.setdefault("SIM2REAL_NO_PROGRESS", "1")
 
 TINY = {"demo": {"scenes": 1, "frames_per_scene": 2, "variations": ["clone"], "real_frames": 2},
-        "data": {"scenes": ["Scene01"], "variations": ["clone"]}, "compute": {"workers": 1}}
+        "data": {"scenes": ["Scene01"], "variations": ["clone"]}, "compute": {"processes": 1, "torch_threads": 1}}
 
 
 # ----------------------------------------------------------------------------- network guard

@@ -10,6 +10,7 @@ import zlib
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from scipy import stats
 
 from sim2real.errors import ConfigError, DataError
@@ -164,8 +165,11 @@ def test_score_stage_writes_metrics_and_names_bad_input(tmp_path):
     write_val(tmp_path / "val", labels)
     for name, found in (("baseline", 20), ("real", 50)):
         write_run(tmp_path / "eval", name, 0, perfect(labels, found))
+    from conftest import ROOT
+    shipped = yaml.safe_load((ROOT / "params.yaml").read_text())
     (tmp_path / "params.yaml").write_text(json.dumps({
-        "study": STUDY, "train": {"seeds": [0]}, "classes": CLASSES, "evaluate": {"kitti_classes": ["Car"]}}))
+        "study": STUDY, "train": {**shipped["train"], "seeds": [0]}, "classes": CLASSES,
+        "evaluate": {**shipped["evaluate"], "kitti_classes": ["Car"]}}))
     cmd = [sys.executable, "-m", "stages.score", "--variant", "baseline", "--eval", str(tmp_path / "eval"),
            "--val", str(tmp_path / "val"), "--out", str(tmp_path / "m.json")]
     from conftest import ROOT

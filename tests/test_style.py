@@ -1,15 +1,21 @@
 """Unit tests for sim2real.style on small synthetic arrays (no files from the pipeline, no network)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from sim2real.errors import ConfigError
+from sim2real.params import build, validate_section
 from sim2real.style import nst, photoreal, weights, wct2
 from sim2real.style.photoreal import PhotorealConfig, class_moments, photoreal_transfer
 from sim2real.style.wct2_checkpoints import load_wct2
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 # ------------------------------------------------------------------------- fixtures
@@ -160,14 +166,16 @@ def test_lbfgs_and_plateau_stop(vgg):
 
 
 def test_nst_config_errors_name_the_param():
+    style = yaml.safe_load((ROOT / "params.yaml").read_text())["style"]
     with pytest.raises(ConfigError, match="style.nst.optimizer"):
-        nst.NSTConfig.from_params({"optimizer": "sgd"})
+        validate_section("style", {**style, "nst": {**style["nst"], "optimizer": "sgd"}})
     with pytest.raises(ConfigError, match="style.nst.scales"):
-        nst.NSTConfig.from_params({"scales": [0.5, 0.25], "steps": [1, 1]})
-    with pytest.raises(ConfigError, match="unknown"):
-        nst.NSTConfig.from_params({"stpes": [1]})
+        nst.NSTConfig(scales=(0.5, 0.25), steps=(1, 1))
+    with pytest.raises(ConfigError, match=r"style\.nst\.stpes: unknown key"):
+        validate_section("style", {**style, "nst": {**style["nst"], "stpes": [1]}})
     with pytest.raises(ConfigError, match="style.nst.init"):
-        nst.NSTConfig.from_params({"init": "noise"})
+        nst.NSTConfig(init="noise")
+    assert build(nst.NSTConfig, validate_section("style", style).nst).scales == tuple(style["nst"]["scales"])
 
 
 # ------------------------------------------------------------------------- weights, offline
@@ -278,7 +286,7 @@ def test_photoreal_global_classes_follow_the_frame_transform():
     d_glob = np.abs(class_moments(glob, lab)[4][0] - ms).max()
     assert d_own < 0.01 < d_glob  # the car keeps its own colour identity instead of the real cars' mean
     with pytest.raises(ConfigError, match="global_classes"):
-        PhotorealConfig.from_params({"global_classes": ["cars"]})
+        PhotorealConfig(global_classes=("cars",))
 
 
 def test_photoreal_transfers_detail_noise_and_keeps_edges():

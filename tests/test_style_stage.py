@@ -165,7 +165,7 @@ def test_stage_main_tracks_batches_and_grid_offline(tmp_path, monkeypatch):
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["style"].update(batch_size=1)
     params["style"]["nst"].update(scales=[0.5], steps=[2])
-    params["compute"].update(workers=1, scheduler="local", resume=False)
+    params["compute"].update(processes=1, scheduler="local", resume=False)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("WANDB_MODE", "offline")
@@ -259,7 +259,7 @@ def test_pipeline_style_variant(pipeline_repo, tmp_path, monkeypatch):
     tmp = tmp_path / "rerender"
     (tmp / "images").mkdir(parents=True, exist_ok=True)
     (tmp / "labels").mkdir(exist_ok=True)
-    threads = max(1, (os.cpu_count() or 1) // max(1, int(params["compute"]["workers"])))
+    threads = max(1, (os.cpu_count() or 1) // max(1, int(params["compute"]["processes"])))
     st.process_batch(dict(frame_id=it["frame_id"], frames=[it]), style_cfg=params["style"], seed=int(params["seed"]),
                      device="cpu", threads=threads, tmp_dir=str(tmp), out_dir="x")
     assert (tmp / "images" / f"{it['frame_id']}.jpg").read_bytes() == (repo / table["image"].iloc[0]).read_bytes()

@@ -7,15 +7,20 @@ forward pass and WCT steps, independent of sim2real.style.wct2.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import yaml
 from wct2_fixtures import OfficialReference, official_state_dicts, save_official
 
 from sim2real.errors import ConfigError
+from sim2real.params import validate_section
 from sim2real.style import wct2
 from sim2real.style.wct2_checkpoints import load_wct2
+
+ROOT = Path(__file__).resolve().parents[1]
 
 H, W = 32, 64          # content
 HS, WS = 40, 56        # style (another size: label maps are resized separately)
@@ -135,11 +140,14 @@ def test_stylize_frames_pairs_label_maps_resized_to_the_content(official_dir):
 
 
 def test_options_and_bad_files_give_one_line_errors_naming_file_and_param(tmp_path):
-    assert wct2.WCT2Options.from_params({}).schedule == "official"
+    style = yaml.safe_load((ROOT / "params.yaml").read_text())["style"]
+    assert wct2.WCT2Options.from_params(style).schedule == "official"
     with pytest.raises(ConfigError, match=r"style\.wct2_schedule"):
-        wct2.WCT2Options.from_params({"wct2_schedule": "paper"})
+        wct2.WCT2Options.from_params({**style, "wct2_schedule": "paper"})
     with pytest.raises(ConfigError, match=r"style\.wct2_transfer_at"):
-        wct2.WCT2Options.from_params({"wct2_transfer_at": ["encoder", "bottleneck"]})
+        wct2.WCT2Options.from_params({**style, "wct2_transfer_at": ["encoder", "bottleneck"]})
+    with pytest.raises(ConfigError, match=r"style\.wct2_transfer_at"):
+        validate_section("style", {**style, "wct2_transfer_at": ["encoder", "bottleneck"]})
     enc, dec = official_state_dicts("cat5")
     # a cat5 decoder saved under the sum name
     torch.save(enc, tmp_path / "wave_encoder_sum_l4.pth")

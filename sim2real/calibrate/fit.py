@@ -100,7 +100,8 @@ class RealFrame:
 
 @dataclass
 class Settings:
-    """The ``calibrate`` params section, typed."""
+    """The ``calibrate`` params section with gap's ``denoise_sigma_px``/``min_box_px`` and ``seed``
+    (built by :func:`sim2real.params.build`)."""
 
     distance_bins_m: Sequence[float] = (0, 10, 15, 20, 30, 40, 55, 75, 100, 150)
     min_bin_count: int = 3
@@ -115,16 +116,6 @@ class Settings:
     min_box_px: int = 8
     lab_stride: int = 16
     seed: int = 0
-
-    @classmethod
-    def from_params(cls, cal: dict, gap: dict, seed: int) -> "Settings":
-        return cls(distance_bins_m=tuple(float(x) for x in cal["distance_bins_m"]), min_bin_count=int(cal["min_bin_count"]),
-                   fit=tuple(cal["fit"]), blur_grid_px=tuple(float(x) for x in cal["blur_grid_px"]),
-                   visibility_grid_m=tuple(float(x) for x in cal["visibility_grid_m"]),
-                   reblur_px=float(cal["reblur_px"]), blur_denoise_px=float(cal["blur_denoise_px"]),
-                   max_noise_sigma=float(cal["max_noise_sigma"]), camera_height_m=float(cal["camera_height_m"]),
-                   denoise_sigma_px=float(gap["denoise_sigma_px"]), min_box_px=int(gap["min_box_px"]),
-                   lab_stride=int(cal["lab_stride"]), seed=int(seed))
 
 
 # ----------------------------------------------------------------------------- forward model

@@ -116,7 +116,7 @@ def run(synthetic: str | Path, real_dir: str | Path, model: str | Path, out: str
     mode, tile_px, overlap_px = str(tp.mode), int(tp.tile_px), int(tp.overlap_px)
     check_translate_params(mode, tile_px, overlap_px)
     device = check_device(compute.device, "compute.device")
-    torch.set_num_threads(max(1, int(compute.workers)))
+    torch.set_num_threads(int(compute.torch_threads))
     variations = [str(v) for v in cyclegan.variations]
     frames_csv = Path(synthetic) / "frames.csv"
     frames = read_manifest(frames_csv, all_str=True)
@@ -136,7 +136,7 @@ def run(synthetic: str | Path, real_dir: str | Path, model: str | Path, out: str
     model_sha256 = file_sha256(model)
     layout = cached_generator(model, model_sha256, device).layout  # fail early on a bad file; warms the cache
     opts = compute_options(compute, data, stage="cyclegan_translate")
-    # local: in-process, torch already uses compute.workers threads for the convolutions (forking
+    # local: in-process, torch already uses compute.torch_threads threads for the convolutions (forking
     # after torch started its thread pool is unsafe); Dask: one frame per worker thread at a time
     opts["workers"] = 1
     remote = is_distributed(opts["scheduler"])  # workers get absolute paths (their cwd may differ)
@@ -152,7 +152,7 @@ def run(synthetic: str | Path, real_dir: str | Path, model: str | Path, out: str
         (tmp / "labels").mkdir()
         for res in map_frames(translate_frame, records, desc="cyclegan_translate", **opts,
                               model=os.path.abspath(model), model_sha256=model_sha256, device=device,
-                              torch_threads=max(1, int(compute.workers)), out_dir=os.path.abspath(tmp),
+                              torch_threads=int(compute.torch_threads), out_dir=os.path.abspath(tmp),
                               final_dir=str(out), base_dir=os.getcwd() if remote else None, mode=mode,
                               tile_px=tile_px, overlap_px=overlap_px, amp=bool(tp.amp) and device != "cpu",
                               jpeg_quality=int(tp.jpeg_quality)):

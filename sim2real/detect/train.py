@@ -39,51 +39,40 @@ DROP_COLUMNS = ("time",)  # wall-clock column of results.csv: not a metric, neve
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class DetectTrainConfig:
     """The ``train`` params section (see params.yaml for meanings and defaults)."""
 
     model: str = "yolov5n-p6.yaml"
     weights: str | None = None
     download: bool = False
     weights_dir: str = "weights"
-    imgsz: int = 320
-    epochs: int = 3
-    batch: int = 8
+    imgsz: int = 512
+    epochs: int = 8
+    batch: int = 4
     device: str | int = "cpu"
     workers: int = 0
     seed: int = 0
     deterministic: bool = True
-    rect: bool = False
+    rect: bool = True
     cache: bool | str = False
     patience: int = 100
-    optimizer: str = "auto"
-    lr0: float = 0.01
+    optimizer: str = "AdamW"
+    lr0: float = 0.002
     lrf: float = 0.01             # final lr = lr0 * lrf (linear schedule)
-    warmup_epochs: float = 3.0    # ultralytics warms up for max(warmup_epochs x batches/epoch, 100) iterations
-    nbs: int = 64                 # nominal batch: gradients accumulate over max(round(nbs / batch), 1) batches
+    warmup_epochs: float = 0.0    # ultralytics warms up for max(warmup_epochs x batches/epoch, 100) iterations
+    nbs: int = 4                  # nominal batch: gradients accumulate over max(round(nbs / batch), 1) batches
     mosaic: float = 1.0           # mosaic probability (ultralytics turns it off under rect)
     val: bool = False             # validate every epoch (false: only after the last; best.pt = last epoch)
     amp: bool = True  # only used on CUDA; always off on CPU
     seeds: tuple[int, ...] = (0,)  # training seeds of the study (one run each); ``seed`` is this run's
 
-    @classmethod
-    def from_params(cls, section: Mapping[str, Any]) -> "TrainConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(section) - known)
-        if unknown:
-            raise ConfigError(f"params.yaml: unknown key(s) train.{', train.'.join(unknown)}")
-        values = dict(section)
-        if "seeds" in values:
-            seeds = values["seeds"]
-            if not isinstance(seeds, (list, tuple)) or not seeds or not all(isinstance(x, int) for x in seeds):
-                raise ConfigError(f"train.seeds must be a non-empty list of integers, got {seeds!r}")
-            values["seeds"] = tuple(seeds)
-        cfg = cls(**values)
-        if not str(cfg.model).endswith((".yaml", ".yml")):
-            raise ConfigError(f"train.model must be an ultralytics model yaml (e.g. yolov5l-p6.yaml), got {cfg.model!r}")
-        if int(cfg.imgsz) <= 0 or int(cfg.epochs) <= 0 or int(cfg.batch) <= 0:
+    def __post_init__(self) -> None:
+        if not str(self.model).endswith((".yaml", ".yml")):
+            raise ConfigError(f"train.model must be an ultralytics model yaml (e.g. yolov5l-p6.yaml), got {self.model!r}")
+        if int(self.imgsz) <= 0 or int(self.epochs) <= 0 or int(self.batch) <= 0:
             raise ConfigError("train.imgsz, train.epochs and train.batch must be positive")
-        return cfg
+        if not self.seeds or not all(isinstance(x, int) and not isinstance(x, bool) for x in self.seeds):
+            raise ConfigError(f"train.seeds must be a non-empty list of integers, got {list(self.seeds)!r}")
 
     @property
     def on_cuda(self) -> bool:
@@ -127,7 +116,7 @@ def resolve_weights(weights: str | None, weights_dir: str | Path, download: bool
                       "set null to train from scratch, or set train.download: true to fetch it when online")
 
 
-def pretrained_weights(cfg: "TrainConfig") -> Path | None:
+def pretrained_weights(cfg: "DetectTrainConfig") -> Path | None:
     """The resolved ``train.weights`` file, loaded weights-only and checked (ConfigError otherwise)."""
     weights = resolve_weights(cfg.weights, cfg.weights_dir, cfg.download)
     if weights is not None:
@@ -160,7 +149,7 @@ def __getattr__(name: str):  # PEP 562: DDP workers unpickle the trainer class b
     raise AttributeError(name)
 
 
-def train_args(cfg: TrainConfig, data_yaml: Path, save_dir: Path, pretrained: Path | None = None) -> dict:
+def train_args(cfg: DetectTrainConfig, data_yaml: Path, save_dir: Path, pretrained: Path | None = None) -> dict:
     """The keyword arguments passed to ``YOLO.train`` (explicit, so the run is reproducible).
 
     ``pretrained``: the resolved weights file (:func:`pretrained_weights`) or None (from scratch).
@@ -178,7 +167,7 @@ def train_args(cfg: TrainConfig, data_yaml: Path, save_dir: Path, pretrained: Pa
     )
 
 
-def train(cfg: TrainConfig, data_yaml: Path, save_dir: Path, scratch: Path,
+def train(cfg: DetectTrainConfig, data_yaml: Path, save_dir: Path, scratch: Path,
           callbacks: Mapping[str, Callable] | None = None) -> Path:
     """Train into ``save_dir`` (ultralytics run folder); returns ``save_dir/weights/best.pt``.
 

@@ -136,8 +136,7 @@ class GapSettings:
 
     @classmethod
     def from_params(cls, gap: dict, seed: int) -> "GapSettings":
-        kid = gap.get("kid", {}) or {}
-        pad = gap.get("pad", {}) or {}
+        kid, pad = gap["kid"], gap["pad"]
         return cls(height_bins_px=tuple(gap["height_bins_px"]), min_bin_count=int(gap["min_bin_count"]),
                    denoise_sigma_px=float(gap["denoise_sigma_px"]), min_box_px=int(gap["min_box_px"]),
                    lab_bins=int(gap["lab_bins"]), spectrum_bins=int(gap["spectrum_bins"]),

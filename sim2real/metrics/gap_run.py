@@ -98,7 +98,7 @@ def run(variant: str, frames_csv: str | Path, real_frames_csv: str | Path, real_
     sim_work = sim_items(frames_csv, classes, max_images)
     real_work = real_items(real_frames_csv, real_boxes_csv, classes, max_images)
     # ~50 ms a frame: worker start-up only pays off from a few dozen frames per worker
-    workers = max(1, min(int(compute.workers), (len(sim_work) + len(real_work)) // 64))
+    workers = max(1, min(int(compute.processes), (len(sim_work) + len(real_work)) // 64))
     t0 = time.perf_counter()
     opts = {k: v for k, v in compute_options(compute, data).items()
             if k in ("scheduler", "batch_size", "max_in_flight", "on_error", "max_skip_fraction")}

@@ -141,27 +141,16 @@ class NSTConfig:
     style_weight: float = 10.0
     tv_weight: float = 0.0
     optimizer: str = "adam"          # adam | lbfgs
-    lr: float = 0.02                 # Adam step in [0, 1] pixel units; L-BFGS uses lr=1 + line search
-    scales: tuple[float, ...] = (0.25, 0.5)
-    steps: tuple[int, ...] = (40, 10)  # per scale
+    lr: float = 0.015                # Adam step in [0, 1] pixel units; L-BFGS uses lr=1 + line search
+    scales: tuple[float, ...] = (1.0,)
+    steps: tuple[int, ...] = (5,)    # per scale
     plateau_rel_tol: float = 1e-3    # stop a scale when the loss improved less than this ...
     plateau_patience: int = 10       # ... relative amount over this many steps (0 = never stop early)
     amp: bool = False                # bfloat16 autocast for the VGG forward pass (CUDA only)
-    init: str = "content"            # content | photoreal (warm start; the stage computes it)
+    init: str = "photoreal"          # photoreal (warm start; the stage computes it) | content (plain Gatys)
 
-    @classmethod
-    def from_params(cls, p) -> "NSTConfig":
-        """Build from a ``style.nst`` params mapping; unknown keys raise ConfigError."""
-        known = set(cls.__dataclass_fields__)
-        extra = set(p) - known
-        if extra:
-            raise ConfigError(f"params.yaml: style.nst: unknown key(s) {sorted(extra)}")
-        kw = {}
-        for k, v in p.items():
-            kw[k] = tuple(v) if isinstance(v, (list, tuple)) else v
-        cfg = cls(**kw)
-        cfg.validate()
-        return cfg
+    def __post_init__(self) -> None:
+        self.validate()
 
     def validate(self) -> None:
         if self.optimizer not in ("adam", "lbfgs"):

@@ -180,20 +180,11 @@ class PhotorealConfig:
     # of their own class statistics: a car's paint is its own, not the mean of the real cars
     global_classes: tuple[str, ...] = ("vehicle",)
 
-    @classmethod
-    def from_params(cls, p) -> "PhotorealConfig":
-        extra = set(p) - set(cls.__dataclass_fields__)
-        if extra:
+    def __post_init__(self) -> None:
+        bad = [c for c in self.global_classes if c not in COARSE_CLASSES]
+        if bad:
             from sim2real.errors import ConfigError
-            raise ConfigError(f"params.yaml: style.photoreal: unknown key(s) {sorted(extra)}")
-        kw = dict(p)
-        if "global_classes" in kw:
-            kw["global_classes"] = tuple(kw["global_classes"] or ())
-            bad = [c for c in kw["global_classes"] if c not in COARSE_CLASSES]
-            if bad:
-                from sim2real.errors import ConfigError
-                raise ConfigError(f"params.yaml: style.photoreal.global_classes: unknown {bad}; use {COARSE_CLASSES}")
-        return cls(**kw)
+            raise ConfigError(f"params.yaml: style.photoreal.global_classes: unknown {bad}; use {COARSE_CLASSES}")
 
 
 def _onehot(labels: np.ndarray, n: int) -> np.ndarray:

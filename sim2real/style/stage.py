@@ -21,6 +21,7 @@ from sim2real.formats.images import read_gray_any, read_rgb, write_image
 from sim2real.formats.vkitti2 import read_class_seg
 from sim2real.io import atomic_outputs
 from sim2real.manifest import read_manifest
+from sim2real.params import build
 from sim2real.parallel import check_device, is_distributed, map_frames, worker_cache, worker_cache_info
 from sim2real.rng import frame_rng
 
@@ -119,14 +120,14 @@ def _load_pair(item: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, n
 def _vgg(style_cfg: dict, seed: int, device: str):
     from sim2real.style.nst import NSTConfig, build_features
     from sim2real.style.weights import load_vgg16_features
-    cfg = NSTConfig.from_params(style_cfg["nst"])
+    cfg = build(NSTConfig, style_cfg["nst"])
 
-    def build():
+    def build_vgg():
         net, source = load_vgg16_features(style_cfg["vgg_weights"], seed=seed)
         return build_features(net, cfg, device), source
 
     key = (str(style_cfg["vgg_weights"]), seed, device, cfg.content_layers, cfg.style_layers)
-    return (cfg, *worker_cache("style.vgg", key, build))
+    return (cfg, *worker_cache("style.vgg", key, build_vgg))
 
 
 def vgg_source(style_cfg: dict, seed: int) -> str:
@@ -138,7 +139,7 @@ def vgg_source(style_cfg: dict, seed: int) -> str:
 def stylize_photoreal(content, style, c_lab, s_lab, style_cfg: dict, rng):
     """(output, content_loss, style_loss, regions) for one frame with the photoreal method."""
     from sim2real.style.photoreal import PhotorealConfig, moment_mismatch, photoreal_transfer, region_labels
-    cfg = PhotorealConfig.from_params(style_cfg["photoreal"])
+    cfg = build(PhotorealConfig, style_cfg["photoreal"])
     semantic = c_lab is not None and s_lab is not None
     out = photoreal_transfer(content, style, c_lab if semantic else None, s_lab if semantic else None, cfg, rng=rng)
     if semantic:
@@ -287,8 +288,8 @@ def check_style_config(style_cfg: dict, device: str) -> None:
     check_device(device, "compute.device")
     from sim2real.style.nst import NSTConfig
     from sim2real.style.photoreal import PhotorealConfig
-    NSTConfig.from_params(style_cfg["nst"])
-    PhotorealConfig.from_params(style_cfg["photoreal"])
+    build(NSTConfig, style_cfg["nst"])
+    build(PhotorealConfig, style_cfg["photoreal"])
 
 
 def _absolute(frames: list[dict]) -> None:
@@ -308,7 +309,7 @@ def run(dedupe_dir, real_dir, out_dir, report, style_cfg: dict, seed: int, devic
 
     ``scheduler`` / ``batch_size`` (frames per Dask task) / ``max_in_flight`` / ``resume_dir`` are
     :func:`sim2real.parallel.compute_options`'s; they change where batches run, never the bytes
-    (the torch thread count per process does: it is ``cpu_count // workers`` everywhere).
+    (the torch thread count per process does: it is ``cpu_count // workers`` everywhere, ``workers`` being ``compute.processes``).
     ``timing``: CSV of wall-clock seconds; ``tracker``: an entered :class:`sim2real.tracking.Tracker`.
     ``on_error``: only ``fail`` (a bad frame stops the stage, naming it; ``max_skip_fraction``
     is therefore unused). ``outputs``: the stage's :func:`sim2real.io.atomic_outputs` transaction (default: its own);

@@ -334,11 +334,11 @@ class WCT2Options:
 
     @classmethod
     def from_params(cls, style: Mapping) -> "WCT2Options":
-        schedule = style.get("wct2_schedule", "official")
+        schedule = style["wct2_schedule"]
         if schedule not in SCHEDULES:
             raise ConfigError(f"params.yaml: style.wct2_schedule must be one of {', '.join(SCHEDULES)}, "
                               f"got {schedule!r}")
-        at = style.get("wct2_transfer_at", list(TRANSFER_AT))
+        at = style["wct2_transfer_at"]
         if isinstance(at, str) or not at or any(a not in TRANSFER_AT for a in at):
             raise ConfigError(f"params.yaml: style.wct2_transfer_at must be a non-empty list of "
                               f"{', '.join(TRANSFER_AT)}, got {at!r}")
