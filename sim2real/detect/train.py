@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import os
 import shutil
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
