@@ -87,9 +87,7 @@ def cluster():
 def pipeline_repo(tmp_path_factory) -> Path:
     """A repo where `dvc repro` ran the whole pipeline once on the miniature world."""
     repo = make_repo(tmp_path_factory.mktemp("pipeline") / "repo")
-    # W&B off for this run only (its per-stage start-up is ~2 s x 20 stages); W&B's offline files are
-    # checked on real stage runs in tests/test_detect.py, test_tracking.py and test_security.py
-    run([str(BIN / "dvc"), "repro"], cwd=repo, env={"WANDB_MODE": "disabled"})
+    dvc(repo, "repro")
     return repo
 
 
