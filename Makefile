@@ -26,10 +26,11 @@ $(STAMP): pyproject.toml constraints.txt
 repro: $(STAMP)
 	$(BIN)/dvc repro
 
-# Two pytest workers (pytest-xdist): the session pipeline's tests in one, everything else in the other.
+# Two pytest workers (pytest-xdist), one file per unit of work; tests/conftest.py orders the files
+# and shares one pipeline run between the workers.
 TEST_WORKERS ?= 2
 test: $(STAMP) chromium
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadscope
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder
 
 # The pure-library tests (no DVC pipeline, no training, no browser): under a minute on 2 idle cores.
 FAST_TESTS := tests/physics tests/test_physics.py tests/test_formats.py tests/test_labels.py \

@@ -84,14 +84,41 @@ def cluster():
 
 
 @pytest.fixture(scope="session")
-def pipeline_repo(tmp_path_factory) -> Path:
-    """A repo where `dvc repro` ran the whole pipeline once on the miniature world."""
-    repo = make_repo(tmp_path_factory.mktemp("pipeline") / "repo")
-    dvc(repo, "repro")
+def pipeline_repo(tmp_path_factory, worker_id) -> Path:
+    """A repo where `dvc repro` ran the whole pipeline once on the miniature world.
+
+    Without xdist: built in place. Under ``pytest -n`` (``make test``): the first worker that needs
+    it builds it once into the session's shared temporary folder (under a file lock) and leaves it
+    untouched; every worker then works on its own copy, so tests that rerun stages or edit
+    params.yaml in their worker never race with another worker's tests."""
+    if worker_id == "master":
+        repo = make_repo(tmp_path_factory.mktemp("pipeline") / "repo")
+        dvc(repo, "repro")
+        return repo
+    import fcntl
+
+    shared = tmp_path_factory.getbasetemp().parent / "pipeline-shared"
+    shared.mkdir(exist_ok=True)
+    built, done, failed = shared / "repo", shared / "built", shared / "failed"
+    with open(shared / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # waits while another worker builds
+        if failed.exists():
+            pytest.fail(f"the shared pipeline run failed in another worker: {failed.read_text()[-2000:]}")
+        if not done.exists():
+            try:
+                make_repo(built)
+                dvc(built, "repro")
+            except BaseException as exc:
+                failed.write_text(f"{worker_id}: {exc}")
+                raise
+            done.write_text(worker_id)
+    repo = tmp_path_factory.mktemp("pipeline") / "repo"
+    shutil.copytree(built, repo, symlinks=True)
     return repo
 
 
-PIPELINE_GROUP = "pipeline"
+# The test file that starts the shared pipeline run: queued first (the run is the longest unit).
+PIPELINE_ANCHOR = "tests/test_detect_pipeline.py"
 
 
 def pipeline_files() -> set[str]:
@@ -100,25 +127,15 @@ def pipeline_files() -> set[str]:
     return {f"{p.relative_to(ROOT).as_posix()}" for p in here.rglob("test_*.py") if "pipeline_repo" in p.read_text()}
 
 
-def pytest_xdist_make_scheduler(config, log):
-    """``make test`` runs ``pytest -n 2 --dist loadscope``: each test file is one unit of work (its
-    module-scoped worlds are made once), except that every file using the session pipeline is one
-    unit, so one worker runs ``dvc repro`` once and the other takes the remaining files.
-    (xdist's own ``--dist loadgroup`` marks do not reach its scheduler under pytest 9.)"""
-    if config.getvalue("dist") != "loadscope":
-        return None
-    from xdist.scheduler import LoadScopeScheduling
-
+def pytest_collection_modifyitems(config, items):
+    """Order the work for ``pytest -n 2 --dist loadscope --no-loadscope-reorder`` (``make test``;
+    one unit of work per file): the file that starts the shared pipeline run first, then every file
+    that does not need the pipeline, then the other pipeline files, which either worker takes
+    once the run is done (a worker that gets one earlier waits for it)."""
     files = pipeline_files()
 
-    class PipelineScopes(LoadScopeScheduling):
-        def _split_scope(self, nodeid: str) -> str:
-            path = nodeid.split("::", 1)[0]
-            return PIPELINE_GROUP if path in files else path
+    def rank(item) -> int:
+        path = item.nodeid.split("::", 1)[0]
+        return 0 if path == PIPELINE_ANCHOR else 2 if path in files else 1
 
-    return PipelineScopes(config, log)
-
-
-def pytest_collection_modifyitems(config, items):
-    """Queue the session pipeline's tests first: the longest unit of work starts at once."""
-    items.sort(key=lambda item: "pipeline_repo" not in getattr(item, "fixturenames", ()))  # stable
+    items.sort(key=rank)  # stable: file order and test order within a file are kept
