@@ -33,8 +33,8 @@ test: $(STAMP) chromium
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder
 
 # The pure-library tests (no DVC pipeline, no training, no browser): under a minute on 2 idle cores.
-FAST_TESTS := tests/physics tests/test_physics.py tests/test_formats.py tests/test_labels.py \
-              tests/test_kitti_ap.py tests/test_parallel_io.py tests/test_dvc_deps.py tests/test_docs.py
+FAST_TESTS := tests/physics/test_physics_properties.py tests/physics/test_physics.py tests/test_formats.py tests/test_labels.py \
+              tests/metrics/test_kitti_ap.py tests/test_parallel_io.py tests/test_dvc_deps.py tests/test_docs.py
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q $(FAST_TESTS)
 

@@ -118,7 +118,7 @@ def pipeline_repo(tmp_path_factory, worker_id) -> Path:
 
 
 # The test file that starts the shared pipeline run: queued first (the run is the longest unit).
-PIPELINE_ANCHOR = "tests/test_detect_pipeline.py"
+PIPELINE_ANCHOR = "tests/detect/test_detect_pipeline.py"
 
 
 def pipeline_files() -> set[str]:

@@ -17,7 +17,7 @@ from sim2real.io import tree_digest
 from sim2real.style import stage as st
 from stages import style_transfer
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SPEC_COLUMNS = ["frame_id", "image", "label", "style_image_id", "method", "steps", "content_loss", "style_loss"]
 
 

@@ -23,7 +23,7 @@ from sim2real.errors import ConfigError, DataError
 from sim2real.formats import kitti, yolo
 from sim2real.params import build, validate_section
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_build_train_set_links_images_and_copies_labels(tmp_path):

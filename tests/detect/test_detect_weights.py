@@ -19,7 +19,7 @@ from sim2real.detect.checkpoint import check_checkpoint
 from sim2real.detect.train import DetectTrainConfig, pretrained_weights, resolve_weights, train
 from sim2real.errors import ConfigError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CLASSES = ["Car", "Van", "Truck"]
 
 

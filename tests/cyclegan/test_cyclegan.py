@@ -22,7 +22,7 @@ from sim2real.errors import ConfigError, DataError
 from sim2real.formats.images import write_image
 from sim2real.params import build, validate_section
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(autouse=True, scope="module")
 def one_torch_thread():
@@ -163,7 +163,7 @@ def test_cycle_reconstruction_after_short_run_beats_baselines(domains, short_run
 
 
 def test_edge_correlation_tells_kept_geometry_from_moved_geometry():
-    """The geometry measure used on the trained demo model (tests/test_cyclegan_stages.py)."""
+    """The geometry measure used on the trained demo model (tests/cyclegan/test_cyclegan_stages.py)."""
     rng = np.random.default_rng(5)
     img = scene(rng, 188, 620)
     restyled = realish(img)                         # colour, contrast and blur change, same geometry
@@ -309,7 +309,7 @@ def _stage_world(root: Path, rng: np.random.Generator) -> None:
     pd.DataFrame(rows).to_csv(root / "dedupe/frames.csv", index=False)
     (root / "ingest").mkdir()
     pd.DataFrame(real).to_csv(root / "ingest/real_frames.csv", index=False)
-    shipped = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+    shipped = yaml.safe_load((Path(__file__).resolve().parents[2] / "params.yaml").read_text())
     params = {"seed": 0, "compute": {**shipped["compute"], "processes": 1, "torch_threads": 1, "device": "cpu"},
               "data": {**shipped["data"], "on_error": "fail"},
               "cyclegan": {**shipped["cyclegan"], "variations": ["clone"],

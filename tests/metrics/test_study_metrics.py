@@ -44,7 +44,7 @@ def score(tmp_path, variant, seeds=(0,), study=STUDY):
 
 def test_gap_closure_on_hand_made_detection_files(tmp_path):
     # 80 cars, no false positives: finding 40 / 60 / 80 of them gives AP|R40 = 50 / 75 / 100
-    # (devkit threshold sampling: 21 / 31 / 41 filled positions, see tests/test_kitti_ap.py)
+    # (devkit threshold sampling: 21 / 31 / 41 filled positions, see tests/metrics/test_kitti_ap.py)
     labels = one_car_world()
     write_val(tmp_path / "val", labels)
     for name, found in (("baseline", 40), ("depth_blur", 60), ("real", 80)):

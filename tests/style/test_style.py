@@ -15,7 +15,7 @@ from sim2real.style import nst, photoreal, weights, wct2
 from sim2real.style.photoreal import PhotorealConfig, class_moments, photoreal_transfer
 from sim2real.style.wct2_checkpoints import load_wct2
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 # ------------------------------------------------------------------------- fixtures

@@ -19,7 +19,7 @@ from sim2real.formats.vkitti2 import write_depth
 from sim2real.formats.yolo import read_labels
 from sim2real.physics.dataset import run
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 W, H = 320, 120
 
 

@@ -20,7 +20,7 @@ from sim2real.params import validate_section
 from sim2real.style import wct2
 from sim2real.style.wct2_checkpoints import load_wct2
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 H, W = 32, 64          # content
 HS, WS = 40, 56        # style (another size: label maps are resized separately)
