@@ -276,7 +276,7 @@ def test_unsafe_weights_files_are_refused_in_one_line_naming_file_and_param(tmp_
 def test_translate_stage_runs_an_official_file_like_the_project_one(tmp_path, monkeypatch, capsys):
     """Same tensors, official layout (2018 running stats, DataParallel prefix): byte-identical frames."""
     from stages import cyclegan_translate
-    from tests.test_cyclegan import _stage_world
+    from tests.cyclegan.test_cyclegan import _stage_world
 
     monkeypatch.chdir(tmp_path)
     _stage_world(tmp_path, np.random.default_rng(0))
