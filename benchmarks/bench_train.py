@@ -9,7 +9,9 @@ hits both:
   throw-away ultralytics view, offline settings, the trainer subclass, results table, plots CSV,
   the offline W&B run);
 * plain: ``ultralytics.YOLO(model).train(data=..., **same arguments)`` on an ordinary
-  ultralytics dataset folder (``Arial.ttf`` placed in its config folder so that nothing downloads).
+  ultralytics dataset folder (``Arial.ttf`` placed in its config folder so that nothing downloads),
+  with the pipeline's CPU thread count (``compute.torch_threads``) set by a callback after
+  ultralytics' own device selection (which would use ``cpu_count - 1``).
 
 images/s = training images x epochs / wall seconds of the process (start-up, final validation and
 saving included on both sides). The data are frames of the embedded world's "real" camera
@@ -42,9 +44,13 @@ sys.path.insert(0, str(ROOT))
 CLASSES = ["Car", "Van", "Truck"]
 PLAIN = """
 import json, sys
+import torch
 from ultralytics import YOLO
 a = json.loads(sys.argv[1])
-YOLO(a.pop("model"), task="detect").train(**a)
+threads = a.pop("torch_threads")
+model = YOLO(a.pop("model"), task="detect")
+model.add_callback("on_pretrain_routine_start", lambda trainer: torch.set_num_threads(threads))
+model.train(**a)
 """
 
 
@@ -59,6 +65,7 @@ def cli(argv=None) -> argparse.Namespace:
     ap.add_argument("--batch", type=int, default=None, help="default: params.yaml train.batch")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--workers", type=int, default=None, help="dataloader workers (default: params.yaml)")
+    ap.add_argument("--torch-threads", type=int, default=None, help="CPU threads (default: params.yaml compute)")
     return ap.parse_args(argv)
 
 
@@ -100,8 +107,7 @@ def plain_layout(work: Path, train_set: Path, val_set: Path) -> Path:
 def env_for(work: Path, tag: str) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("YOLO_")}
     env.update(PYTHONPATH=str(ROOT), YOLO_OFFLINE="true", WANDB_MODE=env.get("WANDB_MODE", "offline"),
-               SIM2REAL_NO_PROGRESS="1", OMP_WAIT_POLICY=env.get("OMP_WAIT_POLICY", "PASSIVE"),
-               SIM2REAL_WANDB_ROOT=str(work / "wandb"))
+               SIM2REAL_NO_PROGRESS="1", SIM2REAL_WANDB_ROOT=str(work / "wandb"))
     if tag == "plain":
         config = work / "plain_config"
         config.mkdir(exist_ok=True)
@@ -112,7 +118,8 @@ def env_for(work: Path, tag: str) -> dict:
     return env
 
 
-def run_once(tag: str, k: int, work: Path, cfg, train_set: Path, val_set: Path, plain_yaml: Path) -> float:
+def run_once(tag: str, k: int, work: Path, cfg, train_set: Path, val_set: Path, plain_yaml: Path,
+             torch_threads: int) -> float:
     from sim2real.detect.train import train_args
 
     out = work / "runs" / f"{tag}{k}"
@@ -121,7 +128,7 @@ def run_once(tag: str, k: int, work: Path, cfg, train_set: Path, val_set: Path, 
                "--val", str(val_set), "--out", str(out), "--plots", str(work / "plots" / f"{k}.csv")]
     else:
         args = train_args(cfg, plain_yaml, out)
-        cmd = [sys.executable, "-c", PLAIN, json.dumps({"model": cfg.model, **args})]
+        cmd = [sys.executable, "-c", PLAIN, json.dumps({"model": cfg.model, "torch_threads": torch_threads, **args})]
     t = time.perf_counter()
     proc = subprocess.run(cmd, cwd=work, env=env_for(work, tag), capture_output=True, text=True)
     wall = time.perf_counter() - t
@@ -145,22 +152,24 @@ def main(argv=None) -> int:
             "workers": a.workers}
     section.update({k: v for k, v in over.items() if v is not None})
     cfg = build(DetectTrainConfig, validate_section("train", section))
+    compute = {**params["compute"], **({"torch_threads": a.torch_threads} if a.torch_threads else {})}
     with tempfile.TemporaryDirectory(prefix="bench_train_") as tmp:
         work = Path(tmp)
         train_set, val_set = make_data(work, a.frames, a.val_frames)
         plain_yaml = plain_layout(work, train_set, val_set)
         (work / "params.yaml").write_text(yaml.safe_dump({
-            "train": {**section, "seeds": [0]}, "classes": CLASSES,
+            "train": {**section, "seeds": [0]}, "classes": CLASSES, "compute": compute,
             "variants": {"bench": {"data": str(train_set), "images": str(train_set)}},
             "tracking": params.get("tracking", {})}, sort_keys=False))
         print(json.dumps({"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
                           "load_avg": [round(x, 2) for x in os.getloadavg()], "torch": torch.__version__,
                           "ultralytics": ultralytics.__version__, "train": dataclasses.asdict(cfg),
+                          "torch_threads": compute["torch_threads"], "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY"),
                           "frames": a.frames, "val_frames": a.val_frames}, default=str))
         ips: dict[str, list[float]] = {"pipeline": [], "plain": []}
         for k in range(a.repeats):
             for tag in (("pipeline", "plain") if k % 2 == 0 else ("plain", "pipeline")):
-                wall = run_once(tag, k, work, cfg, train_set, val_set, plain_yaml)
+                wall = run_once(tag, k, work, cfg, train_set, val_set, plain_yaml, int(compute["torch_threads"]))
                 ips[tag].append(a.frames * cfg.epochs / wall)
                 print(f"{tag:>8} run {k}: {wall:7.1f} s  {ips[tag][-1]:7.2f} images/s  "
                       f"(load {os.getloadavg()[0]:.1f})", flush=True)

@@ -338,7 +338,7 @@ class ComputeParams(Params):
     model_config = ConfigDict(title="compute")
 
     processes: PositiveInt = Field(description="local processes of the per-frame stages; 1 = in-process")
-    torch_threads: PositiveInt = Field(description="torch threads of the CycleGAN stages")
+    torch_threads: PositiveInt = Field(description="torch threads on CPU of the CycleGAN, train and evaluate stages")
     device: Literal["cpu", "cuda"]
     scheduler: NonEmptyStr
     batch_size: PositiveInt
@@ -350,7 +350,7 @@ class ComputeParams(Params):
     def _renamed(cls, data: Any) -> Any:
         if isinstance(data, dict) and "workers" in data:
             raise ValueError("compute.workers: renamed: it is compute.processes (local processes of the per-frame "
-                             "stages) and compute.torch_threads (torch threads of cyclegan_train/cyclegan_translate)")
+                             "stages) and compute.torch_threads (torch threads of cyclegan_train/cyclegan_translate/train/evaluate)")
         return data
 
 

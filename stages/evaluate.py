@@ -45,6 +45,7 @@ def evaluate(variant: str, weights: Path, val_dir: Path, out: Path, params) -> d
     scratch = temp_dir(f"sim2real-eval-{variant}-")
     try:
         offline.configure(scratch)  # every ultralytics load below is weights-only
+        offline.set_torch_threads(int(params.compute.torch_threads))
         checkpoint.check_checkpoint(weights, "--weights")  # one clear line for an unsafe or foreign file
         from ultralytics import YOLO
 
@@ -72,7 +73,7 @@ def evaluate(variant: str, weights: Path, val_dir: Path, out: Path, params) -> d
 
 def main(argv=None) -> None:
     args = cli(argv)
-    p = load_params("evaluate", "classes")
+    p = load_params("evaluate", "classes", "compute")
     with atomic_outputs() as outs:  # detections and ultralytics.json renamed into place together, last
         tmp = outs.dir(args.out)
         numbers = evaluate(args.variant, args.weights, args.val, tmp, p)

@@ -46,7 +46,7 @@ def log_results(tracker: Tracker, table) -> None:
 
 def main(argv=None) -> None:
     args = cli(argv)
-    p = load_params("train", "classes", "variants")
+    p = load_params("train", "classes", "variants", "compute")
     seed = args.seed + datasets.variant_seed_offset(plain(p.variants), args.variant)
     cfg = build(DetectTrainConfig, p.train, seed=seed)
     run = f"{args.variant}-seed{args.seed}"
@@ -55,7 +55,7 @@ def main(argv=None) -> None:
         data_yaml = datasets.stage_for_ultralytics(scratch, args.data, args.val, list(p.classes))
         with atomic_outputs() as outs:  # run folder and plots CSV renamed into place together, last
             tmp = outs.dir(args.out)
-            train(cfg, data_yaml, tmp, scratch)
+            train(cfg, data_yaml, tmp, scratch, torch_threads=int(p.compute.torch_threads))
             table = results_table(tmp / "results.csv")
             with outs.file(args.plots) as fh:
                 table.to_csv(fh, index=False, float_format="%.6g")

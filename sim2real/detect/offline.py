@@ -113,6 +113,20 @@ def apply_patches() -> None:
     trainer.check_amp = local_amp_check
 
 
+def set_torch_threads(n: int) -> None:
+    """Use ``n`` torch threads on the CPU, also after ultralytics selects the device.
+
+    ultralytics' ``select_device`` (trainer, validator, predictor) resets
+    ``torch.set_num_threads(NUM_THREADS)`` with ``NUM_THREADS = min(8, cpu_count - 1)``: one thread
+    on a 2-core machine. Its module-level constant is what that call reads, so it is re-pointed too.
+    """
+    import torch
+    import ultralytics.utils.torch_utils as torch_utils
+
+    torch_utils.NUM_THREADS = int(n)
+    torch.set_num_threads(int(n))
+
+
 def configure(run_root: str | Path) -> dict:
     """Offline, explicit ultralytics settings for one run; returns the settings applied.
 

@@ -168,16 +168,19 @@ def train_args(cfg: DetectTrainConfig, data_yaml: Path, save_dir: Path, pretrain
 
 
 def train(cfg: DetectTrainConfig, data_yaml: Path, save_dir: Path, scratch: Path,
-          callbacks: Mapping[str, Callable] | None = None) -> Path:
+          callbacks: Mapping[str, Callable] | None = None, torch_threads: int | None = None) -> Path:
     """Train into ``save_dir`` (ultralytics run folder); returns ``save_dir/weights/best.pt``.
 
     ``scratch``: a folder outside the outputs for ultralytics' settings (see
     :func:`sim2real.detect.offline.configure`). ``callbacks``: ultralytics callbacks added to the
     run (event name -> function of the trainer). ``last.pt`` (optimizer state, resumable) is
-    deleted: only ``best.pt`` is a stage output.
+    deleted: only ``best.pt`` is a stage output. ``torch_threads``: CPU threads of torch during the
+    run (``compute.torch_threads``; None keeps ultralytics' choice, ``cpu_count - 1``).
     """
     check_device(cfg.device, "train.device", gpu_indices=True)  # one line, not ultralytics' multi-line error
     offline.configure(scratch)
+    if torch_threads is not None:
+        offline.set_torch_threads(torch_threads)
     weights = pretrained_weights(cfg)
     from ultralytics import YOLO
 

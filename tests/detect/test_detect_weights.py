@@ -102,6 +102,39 @@ def test_pretrained_weights_reach_the_trained_model(configured):
     assert not [k for k in same_shape if torch.equal(scratch[k], official[k])]  # from scratch: none of it
 
 
+def test_torch_threads_reach_the_training_loop(configured):
+    """ultralytics' device selection resets torch to ``cpu_count - 1`` threads (1 on 2 cores);
+    ``compute.torch_threads`` is what torch uses once the epochs run, and in val/predict."""
+    from ultralytics.utils import NUM_THREADS
+    from ultralytics.utils.torch_utils import select_device
+
+    tmp_path = configured
+    wanted = NUM_THREADS + 1                       # never ultralytics' own choice
+    ds, val = tmp_path / "ds", tmp_path / "val"
+    datasets.build_train_set([make_variant(tmp_path / "aug", "v", n=4)], ds, n_classes=3)
+    datasets.build_real_val(make_real(tmp_path / "kitti", n=2), val, CLASSES)
+    data_yaml = datasets.stage_for_ultralytics(tmp_path / "scratch", ds, val, CLASSES)
+    seen = []
+
+    def capture(trainer):
+        seen.append(torch.get_num_threads())
+        raise Stop
+
+    before = torch.get_num_threads()
+    try:
+        with pytest.raises(Stop):
+            train(DetectTrainConfig(model="yolov5n-p6.yaml", imgsz=64, epochs=1, batch=4), data_yaml,
+                  tmp_path / "run", tmp_path / "scratch", callbacks={"on_train_epoch_start": capture},
+                  torch_threads=wanted)
+        assert seen == [wanted]
+        torch.set_num_threads(1)
+        select_device("cpu", verbose=False)        # what ultralytics' validator and predictor call
+        assert torch.get_num_threads() == wanted
+    finally:
+        offline.set_torch_threads(NUM_THREADS)
+        torch.set_num_threads(before)
+
+
 def test_weights_outside_weights_dir_are_refused(tmp_path):
     outside = tmp_path / "elsewhere.pt"
     outside.write_bytes(b"0")
