@@ -148,6 +148,7 @@ RANDOM_RULES: dict[str, dict] = {
     "camera.chromatic_aberration": dict(gt=-0.5, lt=0.5),
     "camera.exposure_stops": dict(ge=-10.0, le=10.0),
     "camera.tone_gamma": dict(gt=0.0),
+    "camera.contrast": dict(gt=0.0),
     "camera.wb_temperature_k": dict(ge=TEMPERATURE_RANGE_K[0], le=TEMPERATURE_RANGE_K[1]),
     "camera.wb_gain_r": dict(gt=0.0),
     "camera.wb_gain_b": dict(gt=0.0),
@@ -296,6 +297,7 @@ class CameraParams(Params):
     wb_temperature_k: RandomValue
     wb_gain_r: RandomValue
     wb_gain_b: RandomValue
+    contrast: RandomValue
 
 
 class DemoParams(Params):

@@ -33,7 +33,8 @@ def recovery(fitted: dict, params: dict, hidden: dict) -> dict:
     rec = {"noise_sigma": math.sqrt(read ** 2 + shot * 128.0),
            "haze_visibility_m": float(np.mean({**(params.get("haze") or {}), **fitted.get("haze", {})}["visibility_m"])),
            "blur_sigma_at_30m_px": blur_at(fitted.get("blur", {}), params.get("blur") or {}, 30.0),
-           "wb_gain_r": float(cam.get("wb_gain_r") or 1.0), "wb_gain_b": float(cam.get("wb_gain_b") or 1.0)}
+           "wb_gain_r": float(cam.get("wb_gain_r") or 1.0), "wb_gain_b": float(cam.get("wb_gain_b") or 1.0),
+           "contrast": float(np.mean(cam.get("contrast") or 1.0))}
     return {k: {"hidden": round(hidden[k], 5), "recovered": round(rec[k], 5),
                 "rel_error": round(abs(rec[k] - hidden[k]) / abs(hidden[k]), 5)} for k in hidden}
 

@@ -18,7 +18,7 @@ nearly blind to what is fitted later (see :mod:`sim2real.calibrate.stats`):
    approach the airlight like the real one (up to an affine map: gains, tone and the airlight's
    level act on every distance alike), a 1-D grid plus ``scipy.optimize.minimize_scalar``
    (bounded) in log visibility.
-4. **Colour** (:func:`fit_colour`): white-balance gains, exposure and tone γ minimising the summed
+4. **Colour** (:func:`fit_colour`): white-balance gains, exposure, tone γ and contrast minimising the summed
    1-D Wasserstein distances of the CIE L, a, b pixel distributions (``scipy.stats``), from the
    gray-world closed form (ratio of linear-light channel means), by Nelder–Mead.
 5. **Blur** (:func:`fit_blur`): per distance bin, the uniform Gaussian σ at which the synthetic
@@ -29,7 +29,7 @@ nearly blind to what is fitted later (see :mod:`sim2real.calibrate.stats`):
    much of a box's gradient energy is noise.
 6. **Noise** again, now measured after the fitted blur and colour.
 
-Why scipy.optimize: every step is 1–4 dimensional, smooth enough for a grid plus a bounded local
+Why scipy.optimize: every step is 1–5 dimensional, smooth enough for a grid plus a bounded local
 search, and deterministic; Optuna or nevergrad earn their keep on expensive, high-dimensional or
 noisy black boxes, and would add a dependency and seeds of their own.
 """
@@ -459,34 +459,38 @@ def _w1(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def fit_colour(sim: list[SimFrame], real: Stats, params: dict, s: Settings) -> StepResult:
-    """White-balance gains, exposure and tone γ minimising Σ W1(L, a, b) to the real pixels."""
+    """White-balance gains, exposure, tone γ and contrast minimising Σ W1(L, a, b) to the real pixels."""
     from scipy.optimize import minimize
 
     shot, read, _ = _cam(params)
     neutral = with_values(_quiet(params), camera={"wb_gain_r": 1.0, "wb_gain_b": 1.0, "exposure_stops": 0.0,
-                                                   "tone_gamma": 1.0, "wb_temperature_k": None})
+                                                   "tone_gamma": 1.0, "wb_temperature_k": None, "contrast": 1.0})
     base = _render_all(sim, neutral, s.seed)
     pix = np.concatenate([np.ascontiguousarray(img[::s.lab_stride, ::s.lab_stride]).reshape(-1, 3) for img in base])
     pix = pix.reshape(-1, 1, 3)
     real_lin = srgb_to_linear(cv2.cvtColor(real.lab.reshape(-1, 1, 3), cv2.COLOR_Lab2RGB).reshape(-1, 3).clip(0, 1))
     sim_lin = srgb_to_linear(pix.reshape(-1, 3) / 255.0)
     gw = real_lin.mean(0) / np.maximum(sim_lin.mean(0), 1e-6)  # gray world, linear light
-    x0 = np.array([math.log(gw[0] / gw[1]), math.log(gw[2] / gw[1]), math.log2(gw[1]), 0.0])
+    x0 = np.array([math.log(gw[0] / gw[1]), math.log(gw[2] / gw[1]), math.log2(gw[1]), 0.0, 0.0])
     curve = []
 
     def objective(x) -> float:
         g = (math.exp(x[0]), 1.0, math.exp(x[1]))
-        out = colour_u8(pix, g, float(x[2]), math.exp(x[3]))
+        out = colour_u8(pix, g, float(x[2]), math.exp(x[3]), math.exp(x[4]))
         if shot > 0 or read > 0:
             out = sensor_noise_u8(out, np.random.default_rng(s.seed), shot, read)  # the same noise every call
         val = _w1(cv2.cvtColor(out.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab).reshape(-1, 3), real.lab)
         curve.append(([round(float(v), 5) for v in x], round(val, 5)))
         return val
 
-    res = minimize(objective, x0, method="Nelder-Mead", options={"xatol": 1e-3, "fatol": 1e-3, "maxiter": 300})
+    # scipy's default simplex steps a zero start by 0.00025 only: γ and contrast (log 0) would never move
+    simplex = np.vstack([x0, x0 + np.diag([0.1, 0.1, 0.25, 0.1, 0.1])])
+    res = minimize(objective, x0, method="Nelder-Mead",
+                   options={"xatol": 1e-3, "fatol": 1e-3, "maxiter": 600, "initial_simplex": simplex})
     x = res.x
     return StepResult({"camera": {"wb_gain_r": round(math.exp(x[0]), 5), "wb_gain_b": round(math.exp(x[1]), 5),
-                                  "exposure_stops": round(float(x[2]), 5), "tone_gamma": round(math.exp(x[3]), 5)}},
+                                  "exposure_stops": round(float(x[2]), 5), "tone_gamma": round(math.exp(x[3]), 5),
+                                  "contrast": round(math.exp(x[4]), 5)}},
                       curve, f"Nelder-Mead from the gray-world gains {[round(float(v), 4) for v in gw / gw[1]]}")
 
 

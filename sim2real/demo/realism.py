@@ -76,9 +76,13 @@ def physics_equivalent(real_camera: dict, blur_at_m: float = 30.0, gamma: float 
     - ``wb_gain_r`` / ``wb_gain_b``: realism scales the *encoded* values by palette × gains; a gain g
       on sRGB-encoded values is a gain of about g^2.2 on linear light (the sRGB curve's power-law
       approximation), and white balance is relative to green: ((p_c·g_c)/(p_g·g_g))^2.2.
+    - ``contrast``: the same contrast about mid-grey of the encoded values = camera.contrast. The
+      physics applies it after the gains, realism before them; for gains g near 1 the two differ
+      by an offset of 128·(1 − contrast)·(g − 1) gray levels (−1.3 for the demo's blue channel).
     """
     rc = {**DEFAULTS, **(real_camera or {})}
     net = np.asarray(rc["palette"], float) * np.asarray(rc["gains"], float)
     return {"noise_sigma": float(rc["noise_sigma"]), "haze_visibility_m": float(rc["visibility_m"]),
             "blur_sigma_at_30m_px": blur_sigma_px(blur_at_m, float(rc["softness_far_m"])),
-            "wb_gain_r": float((net[0] / net[1]) ** gamma), "wb_gain_b": float((net[2] / net[1]) ** gamma)}
+            "wb_gain_r": float((net[0] / net[1]) ** gamma), "wb_gain_b": float((net[2] / net[1]) ** gamma),
+            "contrast": float(rc["contrast"])}

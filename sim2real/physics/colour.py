@@ -1,14 +1,16 @@
-"""Exposure, tone curve and white balance, applied in linear light.
+"""Exposure, tone curve and white balance in linear light; contrast on the encoded signal.
 
 An 8-bit frame holds sRGB-encoded values; light adds and scales linearly only after decoding.
-Each effect here is a per-channel function of the 8-bit value, so all three compose into one
+Each effect here is a per-channel function of the 8-bit value, so all four compose into one
 (256, 1, 3) lookup table and one ``cv2.LUT`` pass per frame:
 
-    v' = encode( clip( (g_c · 2^EV · decode(v)) , 0, 1) ^ γ )
+    v' = clip( (encode( clip(g_c · 2^EV · decode(v), 0, 1) ^ γ ) − ½) · k + ½, 0, 1 )
 
-with g_c the white-balance gain of channel c (green = 1), EV the exposure in stops and γ the
+with g_c the white-balance gain of channel c (green = 1), EV the exposure in stops, γ the
 tone-curve exponent (1 = the camera's own sRGB curve, > 1 darker mid-tones and more contrast
-in the highlights, < 1 brighter mid-tones). Gains above 1 saturate at white, as a sensor does.
+in the highlights, < 1 brighter mid-tones) and k the contrast about mid-grey of the encoded
+signal (1 = none, < 1 flatter, as a camera's "contrast" control or a veiling flare that lifts
+the blacks). Gains above 1 saturate at white, as a sensor does.
 
 White balance either comes as direct red/blue gains or from a colour temperature: the cast a
 camera balanced for ``reference_k`` records under a black-body illuminant of ``temperature_k``,
@@ -27,6 +29,8 @@ von Kries, J., "Die Gesichtsempfindungen", Handbuch der Physiologie des Menschen
 (per-channel gain model of chromatic adaptation).
 Reinhard, E., et al., "Photographic tone reproduction for digital images", SIGGRAPH 2002
 (exposure in stops, tone curves applied to linear luminance).
+Poynton, C., "Digital Video and HD: Algorithms and Interfaces", 2nd ed., Morgan Kaufmann 2012,
+ch. "Brightness and contrast controls" (contrast as a gain on the gamma-encoded signal).
 Carlson, A., Skinner, K. A., Vasudevan, R., Johnson-Roberson, M., "Modeling camera effects to
 improve visual learning from synthetic data", ECCV Workshops 2018 (exposure and colour balance
 as sensor effects for sim-to-real).
@@ -112,31 +116,35 @@ def white_balance_gains(gain_r: float | None = None, gain_b: float | None = None
 
 
 @functools.lru_cache(maxsize=64)
-def _lut(gains: tuple[float, float, float], exposure_stops: float, tone_gamma: float) -> np.ndarray:
+def _lut(gains: tuple[float, float, float], exposure_stops: float, tone_gamma: float, contrast: float) -> np.ndarray:
     v = np.arange(256, dtype=np.float64) / 255.0
     lin = srgb_to_linear(v)[:, None] * np.asarray(gains)[None, :] * 2.0 ** exposure_stops
     out = linear_to_srgb(np.clip(lin, 0.0, 1.0) ** tone_gamma)
+    if contrast != 1.0:
+        out = np.clip((out - 0.5) * contrast + 0.5, 0.0, 1.0)
     lut = np.rint(out * 255.0).astype(np.uint8).reshape(256, 1, 3)
     lut.setflags(write=False)
     return lut
 
 
-def colour_lut(gains_rgb=(1.0, 1.0, 1.0), exposure_stops: float = 0.0, tone_gamma: float = 1.0) -> np.ndarray:
+def colour_lut(gains_rgb=(1.0, 1.0, 1.0), exposure_stops: float = 0.0, tone_gamma: float = 1.0,
+               contrast: float = 1.0) -> np.ndarray:
     """The (256, 1, 3) uint8 table of module docstring's formula (cached per setting)."""
     g = tuple(float(x) for x in np.asarray(gains_rgb, dtype=np.float64).reshape(3))
-    return _lut(g, float(exposure_stops), float(tone_gamma))
+    return _lut(g, float(exposure_stops), float(tone_gamma), float(contrast))
 
 
-def is_neutral(gains_rgb, exposure_stops: float, tone_gamma: float) -> bool:
-    return bool(np.all(np.asarray(gains_rgb, dtype=np.float64) == 1.0)) and exposure_stops == 0 and tone_gamma == 1
+def is_neutral(gains_rgb, exposure_stops: float, tone_gamma: float, contrast: float = 1.0) -> bool:
+    return (bool(np.all(np.asarray(gains_rgb, dtype=np.float64) == 1.0)) and exposure_stops == 0 and tone_gamma == 1
+            and contrast == 1)
 
 
 def colour_u8(image_u8: np.ndarray, gains_rgb=(1.0, 1.0, 1.0), exposure_stops: float = 0.0,
-              tone_gamma: float = 1.0) -> np.ndarray:
-    """uint8 core: exposure, white balance and tone in one ``cv2.LUT`` pass; neutral = identical copy."""
-    if is_neutral(gains_rgb, exposure_stops, tone_gamma):
+              tone_gamma: float = 1.0, contrast: float = 1.0) -> np.ndarray:
+    """uint8 core: exposure, white balance, tone and contrast in one ``cv2.LUT`` pass; neutral = identical copy."""
+    if is_neutral(gains_rgb, exposure_stops, tone_gamma, contrast):
         return image_u8.copy()
-    return cv2.LUT(image_u8, colour_lut(gains_rgb, exposure_stops, tone_gamma))
+    return cv2.LUT(image_u8, colour_lut(gains_rgb, exposure_stops, tone_gamma, contrast))
 
 
 def exposure_tone(image_u8: np.ndarray, exposure_stops: float = 0.0, tone_gamma: float = 1.0,
@@ -150,6 +158,15 @@ def exposure_tone(image_u8: np.ndarray, exposure_stops: float = 0.0, tone_gamma:
         raise ConfigError(f"{where(name)}: camera.exposure_stops must be finite, got {exposure_stops}")
     check_positive(tone_gamma, "camera.tone_gamma", name)
     return colour_u8(image_u8, (1.0, 1.0, 1.0), ev, float(tone_gamma))
+
+
+def display_contrast(image_u8: np.ndarray, contrast: float = 1.0, name: str | None = None) -> np.ndarray:
+    """Contrast ``contrast`` about mid-grey of the encoded signal, v ↦ (v − ½)·k + ½ clipped to
+    [0, 1]; (H, W, 3) uint8 → uint8. 1 is the identity; < 1 flattens towards mid-grey (a lifted
+    black level), > 1 steepens. Applied after the tone curve, as an ISP's last tone step."""
+    check_image(image_u8, name)
+    check_positive(contrast, "camera.contrast", name)
+    return colour_u8(image_u8, (1.0, 1.0, 1.0), 0.0, 1.0, float(contrast))
 
 
 def white_balance(image_u8: np.ndarray, gain_r: float | None = None, gain_b: float | None = None,

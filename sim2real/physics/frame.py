@@ -67,6 +67,7 @@ LATER_KEYS: tuple[tuple[str, str, str, bool], ...] = (
     ("camera", "wb_temperature_k", "camera_wb_temperature_k", False),
     ("camera", "wb_gain_r", "camera_wb_gain_r", False),
     ("camera", "wb_gain_b", "camera_wb_gain_b", False),
+    ("camera", "contrast", "camera_contrast", False),
 )
 SIGNED_KEYS = {("camera", "exposure_stops"), ("camera", "chromatic_aberration")}  # may be negative
 VALUE_COLUMNS = tuple(col for _, _, col, _ in RANDOM_KEYS) + ("noise_seed",) + tuple(col for _, _, col, _ in LATER_KEYS)
@@ -204,12 +205,13 @@ def render(image_u8: np.ndarray, depth_m: np.ndarray, instance: np.ndarray | Non
     vig = values.get("camera_vignetting") or 0.0
     if vig > 0:
         img = vignetting_u8(img, vig, centre)
-    # 5. sensor exposure and ISP colour: exposure, white balance, tone curve (one table, linear light)
+    # 5. sensor exposure and ISP colour: exposure, white balance, tone curve (linear light), contrast
     gains = colour_gains(values)
     stops = values.get("camera_exposure_stops") or 0.0
     gamma = values.get("camera_tone_gamma") or 1.0
-    if not is_neutral(gains, stops, gamma):
-        img = colour_u8(img, gains, stops, gamma)
+    contrast = values.get("camera_contrast") or 1.0
+    if not is_neutral(gains, stops, gamma, contrast):
+        img = colour_u8(img, gains, stops, gamma, contrast)  # one table
     # 6. noise in output gray levels (see the module docstring): Poisson-Gaussian
     shot, read = values.get("camera_shot_gain") or 0.0, values.get("camera_read_sigma") or 0.0
     if shot > 0 or read > 0:

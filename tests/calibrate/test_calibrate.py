@@ -72,17 +72,7 @@ SETTINGS = [
 ]
 
 
-# Misses measured on this machine (the table in docs/calibration.md): strict, so a fix shows up.
-KNOWN_MISSES = {
-    ("demo_camera", "wb_gain_r"): "realism's contrast (x - 128) * 0.9 + 128 on encoded values has no exact "
-                                  "counterpart in gains + exposure + gamma in linear light (about 6 % off)",
-    ("demo_camera", "wb_gain_b"): "same model mismatch as wb_gain_r (about 8 % off)",
-    ("cool_clear_camera", "noise_sigma"): "the noise root find matches skimage's estimate_sigma, which also "
-                                          "reads texture: a slightly sharper forward model needs less noise",
-}
-CASES = [pytest.param(i, k, id=f"{name}-{k}",
-                      marks=[pytest.mark.slow] + ([pytest.mark.xfail(reason=KNOWN_MISSES[(name, k)], strict=True)]
-                                                  if (name, k) in KNOWN_MISSES else []))
+CASES = [pytest.param(i, k, id=f"{name}-{k}", marks=pytest.mark.slow)
          for i, name in enumerate(("demo_camera", "cool_clear_camera")) for k in TOLERANCE]
 
 

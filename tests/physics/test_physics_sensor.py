@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from sim2real.errors import ConfigError
-from sim2real.physics import chromatic_aberration, exposure_tone, render, sample_values, temperature_gains, white_balance
+from sim2real.physics import chromatic_aberration, display_contrast, exposure_tone, render, sample_values, temperature_gains, white_balance
 from sim2real.physics.colour import linear_to_srgb, planckian_xy, srgb_to_linear
 from sim2real.physics.frame import RANDOM_KEYS, VALUE_COLUMNS, check_config
 
@@ -17,7 +17,7 @@ def texture(h=60, w=90, seed=0) -> np.ndarray:
 
 def test_zero_strength_is_an_identical_copy():
     img = texture()
-    for out in (chromatic_aberration(img, 0.0), exposure_tone(img, 0.0, 1.0), white_balance(img),
+    for out in (chromatic_aberration(img, 0.0), exposure_tone(img, 0.0, 1.0), white_balance(img), display_contrast(img, 1.0),
                 white_balance(img, 1.0, 1.0, temperature_k=6504.0)):
         assert out.dtype == np.uint8 and np.array_equal(out, img) and out is not img
 
@@ -57,6 +57,18 @@ def test_exposure_and_tone_in_linear_light():
     assert exposure_tone(np.full((2, 2, 3), 200, np.uint8), 3.0)[0, 0, 0] == 255  # saturates
 
 
+def test_contrast_about_mid_grey_of_the_encoded_signal():
+    ramp = np.repeat(np.arange(256, dtype=np.uint8)[None, :, None], 3, axis=2)
+    flat = display_contrast(ramp, 0.9)[0, :, 0].astype(int)
+    assert flat[200] == round((200 / 255 - 0.5) * 0.9 * 255 + 127.5)           # (v - 1/2) k + 1/2 at a known pixel
+    assert flat[0] == round(0.05 * 255) and flat[255] == round(0.95 * 255)    # lifted blacks, dimmed whites
+    spreads = [int(np.ptp(display_contrast(ramp, k)[0, :, 0])) for k in (0.5, 0.8, 0.9, 1.0, 1.2)]
+    assert spreads == sorted(spreads) and spreads[-1] == 255                  # monotone in k; clipped above 1
+    assert display_contrast(np.full((2, 2, 3), 128, np.uint8), 0.6)[0, 0, 0] == 128  # mid-grey stays
+    with pytest.raises(ConfigError, match="camera.contrast"):
+        display_contrast(ramp, 0.0)
+
+
 def test_planckian_locus_and_temperature_gains():
     # Kim et al. splines vs published CIE 1931 chromaticities of black bodies (Wyszecki & Stiles)
     assert planckian_xy(2856.0) == pytest.approx((0.4476, 0.4074), abs=2e-3)   # illuminant A
@@ -84,13 +96,14 @@ def test_white_balance_gains_at_a_known_pixel():
 def test_new_effects_are_drawn_after_the_old_ones_and_logged():
     old = {"blur": {"sigma": [1.0, 3.0]}, "camera": {"read_sigma": [1.0, 2.0]}}
     new = {**old, "camera": {**old["camera"], "exposure_stops": [-0.5, 0.5], "wb_gain_r": [0.9, 1.1],
-                             "chromatic_aberration": 0.001, "tone_gamma": 1.1}}
+                             "chromatic_aberration": 0.001, "tone_gamma": 1.1, "contrast": [0.9, 1.0]}}
     a, b = sample_values(old, 0, "f1"), sample_values(new, 0, "f1")
     assert all(a[col] == b[col] for _, _, col, _ in RANDOM_KEYS) and a["noise_seed"] == b["noise_seed"]
     assert -0.5 <= b["camera_exposure_stops"] <= 0.5 and 0.9 <= b["camera_wb_gain_r"] <= 1.1
+    assert 0.9 <= b["camera_contrast"] <= 1.0 and a["camera_contrast"] is None
     assert a["camera_exposure_stops"] is None and {"camera_wb_temperature_k", "camera_chromatic_aberration"} <= set(VALUE_COLUMNS)
     check_config(new)
-    for bad in ({"tone_gamma": 0}, {"wb_gain_b": -1}, {"wb_temperature_k": 900}, {"chromatic_aberration": 0.6}):
+    for bad in ({"tone_gamma": 0}, {"contrast": 0}, {"wb_gain_b": -1}, {"wb_temperature_k": 900}, {"chromatic_aberration": 0.6}):
         with pytest.raises(ConfigError, match="camera\\."):
             check_config({"camera": bad})
 
@@ -99,10 +112,11 @@ def test_render_applies_lens_then_colour_then_noise():
     img = texture(48, 64, seed=3)
     depth = np.full(img.shape[:2], 20.0, np.float32)
     params = {"camera": {"exposure_stops": 0.5, "wb_gain_r": 1.1, "wb_gain_b": 0.9, "tone_gamma": 1.0,
-                         "chromatic_aberration": 0.01}}
+                         "chromatic_aberration": 0.01, "contrast": 0.9}}
     v = sample_values(params, 0, "f")
     out = render(img, depth, None, (60.0, 60.0, 31.5, 23.5), params, v)[0]
-    ref = exposure_tone(white_balance(chromatic_aberration(img, 0.01, (31.5, 23.5)), 1.1, 0.9), 0.5)
-    assert np.abs(out.astype(int) - ref.astype(int)).max() <= 1  # one table vs two roundings
+    ref = display_contrast(exposure_tone(white_balance(chromatic_aberration(img, 0.01, (31.5, 23.5)), 1.1, 0.9), 0.5),
+                           0.9)
+    assert np.abs(out.astype(int) - ref.astype(int)).max() <= 2  # one table vs three roundings
     noisy = render(img, depth, None, None, {"camera": {**params["camera"], "read_sigma": 2.0}}, v | {"camera_read_sigma": 2.0})[0]
     assert not np.array_equal(noisy, out)
