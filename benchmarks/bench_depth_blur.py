@@ -41,6 +41,7 @@ from sim2real.formats.images import read_rgb, write_gray, write_image  # noqa: E
 from sim2real.formats.vkitti2 import read_depth_m, write_depth  # noqa: E402
 from sim2real.physics.blur import distance_sigma_px  # noqa: E402
 from sim2real.physics.dataset import process_frame, read_frames, run  # noqa: E402
+from sim2real.safety import data_roots  # noqa: E402
 
 W, H = 1242, 375
 
@@ -183,9 +184,14 @@ def default_params() -> dict:
     return {k: p[k] for k in ("blur", "haze", "camera")}, int(p.get("seed", 0))
 
 
+def bench_roots(*scratch: Path) -> list[Path]:
+    """The repository's data roots (params.yaml ``data``) plus the benchmark's scratch folders."""
+    return [*data_roots(yaml.safe_load((ROOT / "params.yaml").read_text()).get("data"), base=ROOT), *scratch]
+
+
 def rss_child(dedupe: str, out: str) -> None:
     params, seed = default_params()
-    run(dedupe, out, Path(out).with_suffix(".json"), params, seed, workers=1)
+    run(dedupe, out, Path(out).with_suffix(".json"), params, seed, workers=1, roots=bench_roots(Path(dedupe).parent))
     print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)  # KiB on Linux
 
 
@@ -265,7 +271,8 @@ def main(argv=None) -> None:
             source = "synthetic (8 frames)"
         else:
             source = str(dedupe)
-        items = read_frames(dedupe)
+        roots = bench_roots(tmp)
+        items = read_frames(dedupe, roots=roots)
         items = [it for it in items if int(it["width"]) == W and int(it["height"]) == H] or items
         out = tmp / "out"
         for sub in ("images", "labels"):
@@ -295,7 +302,7 @@ def main(argv=None) -> None:
         wall = {}
         for n in (1, 2):
             t = time.perf_counter()
-            run(wk, tmp / f"w{n}", tmp / f"w{n}.json", params, seed, workers=n)
+            run(wk, tmp / f"w{n}", tmp / f"w{n}.json", params, seed, workers=n, roots=roots)
             wall[n] = time.perf_counter() - t
         rss = {}
         for n in args.rss_frames:

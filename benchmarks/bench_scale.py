@@ -232,10 +232,11 @@ def run_backend(repo: Path, label: str, workers: int, scheduler, out: Path, limi
     from sim2real.params import load_params
     from sim2real.params import plain
     from sim2real.physics.dataset import process_frame, read_frames
+    from sim2real.safety import data_roots
 
     if Path.cwd().resolve() != repo.resolve():
         raise RuntimeError("run_backend must run with the benchmark repo as the working directory")
-    p = load_params("blur", "haze", "camera", "seed")
+    p = load_params("blur", "haze", "camera", "seed", "data")
     params = {"blur": plain(p.blur), "haze": plain(p.haze), "camera": plain(p.camera)}
     if out.exists():
         shutil.rmtree(out)
@@ -244,7 +245,7 @@ def run_backend(repo: Path, label: str, workers: int, scheduler, out: Path, limi
     load = [round(x, 2) for x in os.getloadavg()]
     with PeakRSS() as mem:
         t0 = time.perf_counter()
-        items = read_frames("data/dedupe")[:limit]
+        items = read_frames("data/dedupe", roots=data_roots(p.data))[:limit]
         t1 = time.perf_counter()
         n = sum(1 for _ in map_frames(process_frame, items, workers=workers, scheduler=scheduler, desc=label,
                                       batch_size=4, params=params, seed=int(p.seed),

@@ -82,9 +82,10 @@ def make_data(work: Path, n_train: int, n_val: int) -> tuple[Path, Path]:
         pass
     frames, _ = index_kitti(kitti, n_val / (n_train + n_val), 0)
     frames.to_csv(work / "real_frames.csv", index=False)
-    split_train = datasets.build_real_val(work / "real_frames.csv", work / "real_train", CLASSES, split="train")
-    datasets.build_train_set([work / "real_train"], work / "train_set", n_classes=len(CLASSES))
-    datasets.build_real_val(work / "real_frames.csv", work / "val_set", CLASSES, split="val")
+    roots = [work]  # every file the benchmark reads lies in its scratch folder
+    split_train = datasets.build_real_val(work / "real_frames.csv", work / "real_train", CLASSES, split="train", roots=roots)
+    datasets.build_train_set([work / "real_train"], work / "train_set", n_classes=len(CLASSES), roots=roots)
+    datasets.build_real_val(work / "real_frames.csv", work / "val_set", CLASSES, split="val", roots=roots)
     assert len(split_train) == n_train
     return work / "train_set", work / "val_set"
 

@@ -32,9 +32,12 @@ def build_set(src: Path, work: Path, n_images: int) -> tuple[Path, Path]:
     """A training set of ``n_images`` (the variant's frames repeated, hard links) + itself as val."""
     from sim2real.detect import datasets
     from sim2real.io import link_or_copy
+    from sim2real.params import load_params
+    from sim2real.safety import data_roots
 
     base = work / "base"
-    table = datasets.build_train_set([src], base, n_classes=3)
+    roots = data_roots(load_params("data", path=ROOT / "params.yaml").data, base=ROOT)
+    table = datasets.build_train_set([src], base, n_classes=3, roots=roots)
     ds = work / "ds"
     for i in range(n_images):
         row = table.iloc[i % len(table)]

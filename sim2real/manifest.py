@@ -27,7 +27,7 @@ from sim2real.errors import ConfigError, DataError
 from sim2real.formats import kitti, vkitti2
 from sim2real.fingerprint import FingerprintCache
 from sim2real.formats.images import image_size
-from sim2real.safety import data_roots, resolve_within
+from sim2real.safety import resolve_within
 
 FRAME_COLUMNS = ["frame_id", "scene", "variation", "camera", "frame", "width", "height", "rgb", "depth",
                  "class_seg", "instance_seg", "fx", "fy", "cx", "cy",
@@ -235,18 +235,16 @@ def iter_groups(csv_path: str | Path, keys: Sequence[str], chunksize: int = 200_
         yield pending
 
 
-def read_manifest(path: str | Path, need: Sequence[str] = (), *, all_str: bool = False,
-                  missing_hint: str = "run the upstream stage first (dvc repro)",
-                  roots: Sequence[str | Path] | None = None, usecols: Sequence[str] | None = None,
-                  base: str | Path | None = None) -> pd.DataFrame:
+def read_manifest(path: str | Path, need: Sequence[str] = (), *, roots: Sequence[str | Path],
+                  all_str: bool = False, missing_hint: str = "run the upstream stage first (dvc repro)",
+                  usecols: Sequence[str] | None = None, base: str | Path | None = None) -> pd.DataFrame:
     """Read a manifest/report CSV written by a stage; DataError naming the file when it is absent
     or lacks a needed column. Ids (frame_id, image_id) stay strings ("000123" is not 123).
 
-    Every path column (:data:`PATH_COLUMNS`) is checked with :func:`check_manifest_paths`:
-    against ``roots`` when given, else against the configured data roots whenever the manifest
-    itself lies inside them (every stage input under DVC). ``usecols`` reads only those columns
-    (all when None; absent ones are reported as missing). ``base``: for a reader that joins every
-    relative path to one folder (:func:`check_manifest_paths`' ``base``).
+    Every path column (:data:`PATH_COLUMNS`) is checked against ``roots`` (the data roots the stage
+    built from its params, :func:`sim2real.safety.data_roots`) with :func:`check_manifest_paths`.
+    ``usecols`` reads only those columns (all when None; absent ones are reported as missing).
+    ``base``: for a reader that joins every relative path to one folder (:func:`check_manifest_paths`' ``base``).
     """
     path = Path(path)
     if not path.is_file():
@@ -270,29 +268,11 @@ def read_manifest(path: str | Path, need: Sequence[str] = (), *, all_str: bool =
 
 
 # ----------------------------------------------------------------------------- path checks
-def configured_roots(base: str | Path | None = None) -> list[Path]:
-    """The data roots (:func:`sim2real.safety.data_roots`) of ``<base>/params.yaml`` (default: the
-    working directory = repository root); just ``data/`` (and the DVC cache) when there is no
-    params file or no ``data`` section."""
-    from sim2real.params import read_params_file
-
-    base = Path(os.path.abspath(base or Path.cwd()))
-    params_file = base / "params.yaml"
-    data: dict = {}
-    if params_file.is_file():
-        try:  # the roots only, unvalidated: a stage that reads `data` validates the whole section itself
-            raw = read_params_file(params_file).get("data")
-            data = dict(raw) if isinstance(raw, dict) else {}
-        except ConfigError:
-            data = {}
-    return data_roots(data, base=base)
-
-
 def _inside(real: str, roots: Sequence[str]) -> bool:
     return any(real == r or real.startswith(r.rstrip(os.sep) + os.sep) for r in roots)
 
 
-def check_manifest_paths(df: pd.DataFrame, manifest: str | Path, roots: Sequence[str | Path] | None = None, *,
+def check_manifest_paths(df: pd.DataFrame, manifest: str | Path, roots: Sequence[str | Path], *,
                          columns: Sequence[str] = PATH_COLUMNS, first_line: int = 2,
                          base: str | Path | None = None) -> None:
     """Reject manifest paths that escape the data roots (``..``, absolute paths elsewhere, symlinks).
@@ -309,10 +289,8 @@ def check_manifest_paths(df: pd.DataFrame, manifest: str | Path, roots: Sequence
     ----------
     df : the manifest as read, one row per CSV line in file order (line = row position + ``first_line``).
     manifest : the CSV file, named in the error.
-    roots : allowed folders. None = :func:`configured_roots`, applied only when ``manifest``
-        itself lies inside them: a manifest under ``data/`` (any DVC stage input) is always
-        checked; a manifest elsewhere (a test's or notebook's temporary world) only when roots
-        are passed explicitly.
+    roots : the allowed folders: the data roots the stage built from its params
+        (:func:`sim2real.safety.data_roots`); never read from a params file here.
     base : for a reader that always joins relative paths to one folder (e.g. ``val_dir / p``):
         that folder; None = the readers' rule above.
 
@@ -325,10 +303,10 @@ def check_manifest_paths(df: pd.DataFrame, manifest: str | Path, roots: Sequence
     OWASP, "Path Traversal" (CWE-22) and "Link Following" (CWE-59).
     """
     manifest = Path(manifest)
-    if roots is None:
-        roots = configured_roots()
-        if not _inside(os.path.realpath(manifest), [str(r) for r in roots]):
-            return
+    if isinstance(roots, (str, os.PathLike)):
+        raise TypeError(f"check_manifest_paths: roots must be a list of folders, got one path {str(roots)!r}")
+    if not roots:
+        raise ConfigError(f"no data roots given to check the paths of {manifest}")
     real_roots = [os.path.realpath(r) for r in roots]
     cwd, folder = os.getcwd(), os.path.abspath(manifest.parent)
     fixed = None if base is None else os.path.abspath(base)

@@ -2,7 +2,8 @@
 
 Every stage that trains or produces metrics wraps its work in one :class:`Tracker`::
 
-    with Tracker("gap", variant, config=dict(p.gap), dvclive_dir="reports/live/gap/baseline") as t:
+    with Tracker("gap", variant, config=dict(p.gap), dvclive_dir="reports/live/gap/baseline",
+                 tracking=p.tracking) as t:
         t.log({"kid": 0.012, "pad": 0.4})          # scalars (nested dicts are flattened with "/")
         t.log_image("samples", grid_rgb_u8)          # RGB uint8 (H, W, 3)
         t.summary({"blur_profile_distance": 0.31})
@@ -13,7 +14,8 @@ Every stage that trains or produces metrics wraps its work in one :class:`Tracke
   ``"offline"``: nothing is sent and nothing prompts. ``online`` without an API key (``WANDB_API_KEY``
   or a netrc entry) or without network falls back to offline with a warning instead of failing a
   stage; ``disabled`` turns W&B off. Keys are only ever read by wandb itself from the environment;
-  nothing here reads, logs or stores them. Project and entity come from params.yaml ``tracking``.
+  nothing here reads, logs or stores them. Project and entity come from the ``tracking`` params
+  section, which the stage loads and passes (this module reads no params file).
 * **Files**: W&B writes under ``<wandb_root>/wandb/`` (default: the current directory, i.e. the
   git-ignored ``wandb/`` folder at the repository root), never inside a DVC output, so tracking can
   not make a stage's outputs non-deterministic. Console capture and system statistics are off.
@@ -39,7 +41,6 @@ import numpy as np
 
 from sim2real.errors import ConfigError
 
-DEFAULT_PROJECT = "sim2real"
 _MODES = ("online", "offline", "disabled", "dryrun", "run")
 
 
@@ -85,18 +86,17 @@ def _has_api_key() -> bool:
     return auth is not None
 
 
-def tracking_params(params_file: str | Path = "params.yaml") -> dict:
-    """The ``tracking`` section of params.yaml ({} when the file or section is absent)."""
-    try:
-        import yaml
-        with open(params_file) as fh:
-            data = yaml.safe_load(fh) or {}
-    except OSError:
-        return {}
-    sec = data.get("tracking") or {}
-    if not isinstance(sec, dict):
-        raise ConfigError(f"{params_file}: 'tracking' must be a mapping")
-    return sec
+def tracking_settings(tracking: Any) -> tuple[str, str | None]:
+    """(project, entity) of a ``tracking`` params section (a mapping or the typed section the stage
+    loaded with :func:`sim2real.params.load_params`); ConfigError naming the key when malformed."""
+    if not hasattr(tracking, "get"):
+        raise ConfigError(f"tracking: expected a mapping with project and entity, got {tracking!r}")
+    project, entity = tracking.get("project"), tracking.get("entity")
+    if not isinstance(project, str) or not project:
+        raise ConfigError(f"tracking.project: expected a non-empty string (the W&B project), got {project!r}")
+    if entity is not None and (not isinstance(entity, str) or not entity):
+        raise ConfigError(f"tracking.entity: expected a non-empty string or null, got {entity!r}")
+    return project, entity
 
 
 def flatten_metrics(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -149,7 +149,8 @@ class Tracker:
         None for no DVCLive.
     wandb_root : folder under which W&B writes ``wandb/``; default ``SIM2REAL_WANDB_ROOT`` or the
         current directory (the repository root for DVC stages).
-    project, entity : override params.yaml ``tracking.project`` / ``tracking.entity``.
+    tracking : the ``tracking`` params section the stage loaded (``project``, ``entity``: the W&B
+        project and team; :func:`tracking_settings`).
     outputs : the stage's :class:`sim2real.io.Outputs` transaction: DVCLive then writes into a
         temporary folder renamed into ``dvclive_dir`` together with the stage's other outputs.
         Without it the folder is still written to a temporary, renamed when the ``with`` block
@@ -157,9 +158,8 @@ class Tracker:
     """
 
     def __init__(self, stage: str, variant: str | None, config: Mapping[str, Any] | None = None,
-                 dvclive_dir: str | Path | None = None, *, wandb_root: str | Path | None = None,
-                 project: str | None = None, entity: str | None = None,
-                 params_file: str | Path = "params.yaml", outputs=None):
+                 dvclive_dir: str | Path | None = None, *, tracking: Any, wandb_root: str | Path | None = None,
+                 outputs=None):
         if not stage:
             raise ConfigError("Tracker: stage name must not be empty")
         self.stage = stage
@@ -167,9 +167,7 @@ class Tracker:
         self.config = _jsonable_config(config or {})
         self.dvclive_dir = None if dvclive_dir is None else Path(dvclive_dir)
         self.wandb_root = Path(wandb_root or os.environ.get("SIM2REAL_WANDB_ROOT") or ".")
-        tp = tracking_params(params_file)
-        self.project = project or tp.get("project") or DEFAULT_PROJECT
-        self.entity = entity if entity is not None else tp.get("entity")
+        self.project, self.entity = tracking_settings(tracking)
         self.name = f"{stage}-{variant}" if variant else stage
         self.group = experiment_name()
         self.commit = git_commit_short()
@@ -422,6 +420,6 @@ def offline_runs(wandb_root: str | Path = ".") -> list[Path]:
 
 
 if __name__ == "__main__":  # pragma: no cover - manual smoke test
-    with Tracker("smoke", "test", {"a": 1}) as t:
+    with Tracker("smoke", "test", {"a": 1}, tracking={"project": "sim2real", "entity": None}) as t:
         t.log({"x": 1.0})
     print(t.name, file=sys.stderr)

@@ -22,6 +22,7 @@ from sim2real.detect import datasets
 from sim2real.cli import entrypoint
 from sim2real.io import atomic_dir, write_json
 from sim2real.params import load_params
+from sim2real.safety import data_roots
 
 
 def cli(argv=None) -> argparse.Namespace:
@@ -51,25 +52,27 @@ def summary(table) -> dict:
 def main(argv=None) -> None:
     args = cli(argv)
     if args.mode == "variant":
-        p = load_params("classes")
+        p = load_params("classes", "data")
         with atomic_dir(args.out) as tmp:
-            table = datasets.build_train_set([args.src], tmp, n_classes=len(p.classes))
+            table = datasets.build_train_set([args.src], tmp, n_classes=len(p.classes), roots=data_roots(p.data))
             write_json(tmp / "summary.json", {"variant": args.name, "source": args.src, **summary(table)})
         print(f"build_dataset {args.name}: {len(table)} frames from {args.src} -> {args.out}")
     elif args.mode == "mix":
-        p = load_params("mix", "seed")
+        p = load_params("mix", "seed", "data")
         sources = list(p.mix.sources)
         with atomic_dir(args.out) as tmp:
-            table = datasets.build_mix(sources, tmp, float(p.mix.fraction), int(p.seed), final_dir=args.out)
+            table = datasets.build_mix(sources, tmp, float(p.mix.fraction), int(p.seed), final_dir=args.out,
+                                       roots=data_roots(p.data))
             counts = table["source"].value_counts().sort_index().to_dict()
             write_json(tmp / "summary.json", {"frames": len(table), "per_source": counts,
                                               "fraction": float(p.mix.fraction)})
         print(f"build_dataset mix: {len(table)} frames {counts} -> {args.out}")
     else:
         split = getattr(args, "split", "val")
-        p = load_params("classes")
+        p = load_params("classes", "data")
         with atomic_dir(args.out) as tmp:
-            table = datasets.build_real_val(args.real_frames, tmp, list(p.classes), split=split)
+            table = datasets.build_real_val(args.real_frames, tmp, list(p.classes), split=split,
+                                            roots=data_roots(p.data))
             write_json(tmp / "summary.json", {"split": split, **summary(table)})
         print(f"build_dataset real {split}: {len(table)} real frames -> {args.out}")
 

@@ -23,6 +23,7 @@ from sim2real.cli import entrypoint
 from sim2real.demo.realism import physics_equivalent
 from sim2real.io import atomic_dir, atomic_file, write_json
 from sim2real.params import build, load_params, plain
+from sim2real.safety import data_roots
 
 
 def cli(argv=None) -> argparse.Namespace:
@@ -51,7 +52,7 @@ def main(argv=None) -> None:
             bar.update(1)
         fitted, report, curves = run(args.dedupe, args.ingest, params, settings, classes=list(p.classes),
                                      max_sim_frames=cal.max_sim_frames, max_real_frames=cal.max_real_frames,
-                                     hidden=hidden, progress=progress)
+                                     roots=data_roots(p.data), hidden=hidden, progress=progress)
     with atomic_dir(args.out) as tmp, atomic_file(tmp / "params.yaml") as fh:
         fh.write("# written by the calibrate stage (reports/calibration.json has the evidence); laid over\n"
                  "# params.yaml's blur/haze/camera by depth_blur_calibrated\n")

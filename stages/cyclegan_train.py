@@ -26,6 +26,7 @@ from sim2real.cli import entrypoint
 from sim2real.manifest import read_manifest
 from sim2real.io import atomic_outputs, write_json
 from sim2real.params import build, load_params
+from sim2real.safety import data_roots
 from sim2real.tracking import Tracker
 
 
@@ -43,13 +44,14 @@ def cli(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> None:
     args = cli(argv)
-    p = load_params("cyclegan", "seed", "compute")
+    p = load_params("cyclegan", "seed", "compute", "data", "tracking")
     cg = p.cyclegan
     cfg = build(CycleGANTrainConfig, cg.train, seed=int(p.seed), device=str(p.compute.device))
     torch.set_num_threads(int(p.compute.torch_threads))
-    frames_csv = Path(args.synthetic) / "frames.csv"
-    real_csv = Path(args.real) / "real_frames.csv"
-    paths_a, paths_b = domain_frames(read_manifest(frames_csv, all_str=True), read_manifest(real_csv, all_str=True), list(cg.variations),
+    frames_csv, real_csv = Path(args.synthetic) / "frames.csv", Path(args.real) / "real_frames.csv"
+    roots = data_roots(p.data)
+    paths_a, paths_b = domain_frames(read_manifest(frames_csv, roots=roots, all_str=True),
+                                     read_manifest(real_csv, roots=roots, all_str=True), list(cg.variations),
                                      frames_path=frames_csv, real_path=real_csv)
     phash = params_hash({"train": cfg.hashed(), "variations": list(cg.variations)},
                         data_fingerprint(paths_a, paths_b))
@@ -58,7 +60,8 @@ def main(argv=None) -> None:
     # all outputs (model, losses, report, DVCLive folder) are renamed into place together, last;
     # only the persist checkpoints are written as training goes (that is what they are for)
     with atomic_outputs() as outs, \
-            Tracker("cyclegan_train", None, config=config, dvclive_dir=args.live, outputs=outs) as tracker:
+            Tracker("cyclegan_train", None, config=config, dvclive_dir=args.live, tracking=p.tracking,
+                    outputs=outs) as tracker:
         logged: list[int] = []
 
         def on_iteration(step: int, losses: dict) -> None:

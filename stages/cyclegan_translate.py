@@ -30,6 +30,7 @@ from sim2real.cli import entrypoint  # noqa: E402
 from sim2real.cyclegan.checkpoint import GENERATOR_PARAM  # noqa: E402
 from sim2real.cyclegan.stage import run  # noqa: E402
 from sim2real.params import load_params  # noqa: E402
+from sim2real.safety import data_roots  # noqa: E402
 
 
 def cli(argv=None) -> argparse.Namespace:
@@ -48,7 +49,7 @@ def main(argv=None) -> None:
     args = cli(argv)
     p = load_params("cyclegan", "compute", "data")
     report, seconds = run(args.synthetic, args.real, args.model, args.out, args.report,
-                          cyclegan=p.cyclegan, compute=p.compute, data=p.data)
+                          cyclegan=p.cyclegan, compute=p.compute, data=p.data, roots=data_roots(p.data))
     summary = report.get("real_val", report.get("real_train", {}))
     print(f"cyclegan_translate: {report['frames']} frames in {seconds:.1f} s; Lab W1 to real "
           f"{summary.get('lab_w1_raw')} (raw) -> {summary.get('lab_w1_translated')} (translated)")

@@ -18,6 +18,7 @@ from sim2real.io import atomic_outputs
 from sim2real.labels import REASONS, count_reasons, dedupe
 from sim2real.manifest import iter_groups, read_manifest
 from sim2real.params import load_params
+from sim2real.safety import data_roots
 
 
 def cli(argv=None) -> argparse.Namespace:
@@ -37,7 +38,7 @@ def main(argv=None) -> None:
     p = load_params("dedupe", "classes", "data")
     rules = rules_from_params(p)
     ingest = Path(args.ingest)
-    frames = read_manifest(ingest / "frames.csv", missing_hint="run the ingest stage first")  # paths inside the data roots
+    frames = read_manifest(ingest / "frames.csv", roots=data_roots(p.data), missing_hint="run the ingest stage first")
     totals = {"boxes_in": 0, "boxes_kept": 0}
     reasons = {k: 0 for k in REASONS}
     per_class = {c: 0 for c in rules["classes"]}

@@ -21,6 +21,7 @@ from sim2real.cli import entrypoint
 from sim2real.parallel import compute_options
 from sim2real.params import layer, load_params, plain
 from sim2real.physics.dataset import run
+from sim2real.safety import data_roots
 
 
 def cli(argv=None) -> argparse.Namespace:
@@ -40,7 +41,7 @@ def main(argv=None) -> None:
     if args.overlay:
         params = layer(params, args.overlay, ("blur", "haze", "camera"))
     opts = compute_options(p.compute, p.data, stage="depth_blur")  # workers; Dask scheduler / resume when set
-    s = run(args.dedupe, args.out, args.report, params, int(p.seed), **opts)
+    s = run(args.dedupe, args.out, args.report, params, int(p.seed), roots=data_roots(p.data), **opts)
     print(f"depth_blur: {s['frames']} frames, kept {s['boxes_out']} of {s['boxes_in']} boxes "
           f"({s['boxes_dropped_low_transmission']} dropped, transmission < haze.min_transmission)")
 

@@ -23,6 +23,7 @@ from sim2real.io import atomic_outputs, temp_dir, write_json
 from sim2real.manifest import read_manifest
 from sim2real.parallel import check_device
 from sim2real.params import load_params
+from sim2real.safety import data_roots
 from sim2real.tracking import Tracker
 
 
@@ -35,8 +36,9 @@ def cli(argv=None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
-def evaluate(variant: str, weights: Path, val_dir: Path, out: Path, params) -> dict:
-    """Write KITTI-format detections into ``out/detections``; return ultralytics val numbers."""
+def evaluate(variant: str, weights: Path, val_dir: Path, out: Path, params, roots: list[Path]) -> dict:
+    """Write KITTI-format detections into ``out/detections``; return ultralytics val numbers.
+    ``roots``: the data roots the val manifest's paths must lie in."""
     ev = params.evaluate
     classes = list(params.classes)
     if not weights.is_file():
@@ -62,7 +64,7 @@ def evaluate(variant: str, weights: Path, val_dir: Path, out: Path, params) -> d
         data_yaml = datasets.stage_for_ultralytics(scratch, None, val_dir, classes)
         maps = val_metrics(model, data_yaml, imgsz=int(imgsz), batch=int(ev.batch), device=str(ev.device),
                            conf=float(ev.val_conf), iou=float(ev.iou), names=classes, project=scratch / "runs")
-        frames = read_manifest(val_dir / "frames.csv", ["image"], base=val_dir)  # paths read as val_dir / path below
+        frames = read_manifest(val_dir / "frames.csv", ["image"], roots=roots, base=val_dir)  # read as val_dir / path
         images = [val_dir / p for p in frames["image"]]
         n_det = predict_kitti(model, images, out / "detections", imgsz=int(imgsz), conf=float(ev.conf),
                               iou=float(ev.iou), max_det=int(ev.max_det), device=str(ev.device), batch=int(ev.batch))
@@ -73,12 +75,13 @@ def evaluate(variant: str, weights: Path, val_dir: Path, out: Path, params) -> d
 
 def main(argv=None) -> None:
     args = cli(argv)
-    p = load_params("evaluate", "classes", "compute")
+    p = load_params("evaluate", "classes", "compute", "data", "tracking")
     with atomic_outputs() as outs:  # detections and ultralytics.json renamed into place together, last
         tmp = outs.dir(args.out)
-        numbers = evaluate(args.variant, args.weights, args.val, tmp, p)
+        numbers = evaluate(args.variant, args.weights, args.val, tmp, p, data_roots(p.data))
         write_json(tmp / "ultralytics.json", numbers)
-    with Tracker("evaluate", args.variant, config={"evaluate": dict(p.evaluate), "weights": str(args.weights)}) as t:
+    with Tracker("evaluate", args.variant, config={"evaluate": dict(p.evaluate), "weights": str(args.weights)},
+                 tracking=p.tracking) as t:
         t.summary(numbers)
     print(f"evaluate {args.variant}: {numbers['detections']} detections on {numbers['val_images']} val images "
           f"-> {args.out / 'detections'}  (ultralytics mAP50 = {numbers['mAP50']['all']:.4f})")

@@ -13,6 +13,7 @@ import argparse
 from sim2real.cli import entrypoint
 from sim2real.metrics.gap_run import HEADLINE, run
 from sim2real.params import load_params
+from sim2real.safety import data_roots
 
 
 def cli(argv=None) -> argparse.Namespace:
@@ -29,9 +30,10 @@ def cli(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> None:
     args = cli(argv)
-    p = load_params("gap", "seed", "classes", "compute", "data")
+    p = load_params("gap", "seed", "classes", "compute", "data", "tracking")
     result, seconds = run(args.variant, args.frames, args.real_frames, args.real_boxes, args.out, args.curves,
-                          args.live, gap=p.gap, seed=p.seed, classes=p.classes, compute=p.compute, data=p.data)
+                          args.live, gap=p.gap, seed=p.seed, classes=p.classes, compute=p.compute, data=p.data,
+                          tracking=p.tracking, roots=data_roots(p.data))
     print(f"gap {args.variant}: " + ", ".join(f"{k}={result[k]:.4g}" for k in HEADLINE)
               + f" ({result['feature_extractor']}; {seconds:.1f} s)")
 

@@ -14,11 +14,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import yaml
-
 from sim2real.cli import entrypoint
 from sim2real.io import atomic_file
+from sim2real.params import load_params, plain
 from sim2real.report.page import build_report
+from sim2real.safety import data_roots
 from sim2real.tracking import Tracker
 
 
@@ -36,16 +36,16 @@ def cli(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> None:
     args = cli(argv)
+    p = load_params("report", "data", "tracking", path=args.params)
     text, summary, strip, recall = build_report(Path(args.params), Path(args.metrics), Path(args.gap), Path(args.dedupe),
-                                        Path(args.real_frames))
+                                                Path(args.real_frames), roots=data_roots(p.data))
     with atomic_file(args.out) as fh:
         fh.write(text)
     if args.plots:
         with atomic_file(Path(args.plots) / "recall_by_distance.csv") as fh:
             recall.to_csv(fh, index=False, float_format="%.6g")
-    cfg = (yaml.safe_load(Path(args.params).read_text()) or {}).get("report") or {}
     # W&B only: the numbers shown are already DVC metrics of the evaluate and gap stages
-    with Tracker("report", None, {"report": cfg}) as tr:
+    with Tracker("report", None, {"report": plain(p.report)}, tracking=p.tracking) as tr:
         tr.summary(summary)
         if strip is not None:
             tr.log_image("image_grid", strip)

@@ -18,6 +18,7 @@ from sim2real.cli import entrypoint
 from sim2real.io import write_json
 from sim2real.metrics.study import ci_key, score_variant
 from sim2real.params import load_params
+from sim2real.safety import data_roots
 
 
 def cli(argv=None) -> argparse.Namespace:
@@ -31,10 +32,10 @@ def cli(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> None:
     args = cli(argv)
-    p = load_params("study", "train", "classes", "evaluate")
+    p = load_params("study", "train", "classes", "evaluate", "data")
     t0 = time.perf_counter()
     out = score_variant(args.variant, args.eval, args.val, seeds=list(p.train.seeds), classes=list(p.classes),
-                        kitti_classes=list(p.evaluate.kitti_classes), study=p.study)
+                        kitti_classes=list(p.evaluate.kitti_classes), study=p.study, roots=data_roots(p.data))
     write_json(args.out, out)
     k = ci_key(float(p.study.ci_level))
     car, g = out["kitti"]["Car"], out["gap_closure"]["kitti_car_moderate"]

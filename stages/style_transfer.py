@@ -32,6 +32,7 @@ from sim2real.cli import entrypoint
 from sim2real.io import atomic_outputs
 from sim2real.parallel import compute_options
 from sim2real.params import load_params, plain
+from sim2real.safety import data_roots
 from sim2real.style.stage import run
 from sim2real.tracking import Tracker
 
@@ -52,14 +53,15 @@ def cli(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> None:
     args = cli(argv)
-    p = load_params("style", "seed", "compute")
+    p = load_params("style", "seed", "compute", "data", "tracking")
     opts = compute_options(p.compute, stage="style_transfer")  # workers; Dask scheduler / resume when set
     style_cfg = plain(p.style)
     config = {"style": style_cfg, "seed": int(p.seed), "device": str(p.compute.device)}
     with atomic_outputs() as outs, \
-            Tracker("style_transfer", style_cfg["method"], config=config, dvclive_dir=args.live, outputs=outs) as tracker:
+            Tracker("style_transfer", style_cfg["method"], config=config, dvclive_dir=args.live, tracking=p.tracking,
+                    outputs=outs) as tracker:
         s = run(args.dedupe, args.real, args.out, args.report, style_cfg, int(p.seed), str(p.compute.device),
-                grid=args.grid, timing=args.timing, tracker=tracker, outputs=outs, **opts)
+                grid=args.grid, roots=data_roots(p.data), timing=args.timing, tracker=tracker, outputs=outs, **opts)
     note = " (VGG16 weights: random)" if s["vgg_weights"] == "random" else ""
     print(f"style_transfer: {s['frames']} frames with {s['method']}, {s['style_images_used']} style images "
           f"from {s['style_pool_train_frames']} real train frames{note}")

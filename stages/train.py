@@ -46,7 +46,7 @@ def log_results(tracker: Tracker, table) -> None:
 
 def main(argv=None) -> None:
     args = cli(argv)
-    p = load_params("train", "classes", "variants", "compute")
+    p = load_params("train", "classes", "variants", "compute", "tracking")
     seed = args.seed + datasets.variant_seed_offset(plain(p.variants), args.variant)
     cfg = build(DetectTrainConfig, p.train, seed=seed)
     run = f"{args.variant}-seed{args.seed}"
@@ -60,7 +60,7 @@ def main(argv=None) -> None:
             with outs.file(args.plots) as fh:
                 table.to_csv(fh, index=False, float_format="%.6g")
         with Tracker("train", run, config={"train": dataclasses.asdict(cfg), "classes": list(p.classes),
-                                           "data": str(args.data)}) as tracker:
+                                           "data": str(args.data)}, tracking=p.tracking) as tracker:
             log_results(tracker, table)
     finally:
         remove_tree(scratch)

@@ -187,7 +187,7 @@ def test_run_cache_restore_after_sigkill_leaves_nothing_in_the_outputs_parent(tm
 def test_style_transfer_with_bad_vgg_weights_changes_none_of_the_old_outputs(tmp_path, monkeypatch):
     from tests.style.test_style_stage import make_world
     from stages import style_transfer as st
-    ded, ing = make_world(tmp_path)
+    ded, ing = make_world(tmp_path / "data")  # inside the data roots the stage builds from params
     (tmp_path / ".dvc").mkdir()  # a DVC repository: temporaries go to .sim2real/tmp
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["style"].update(batch_size=1, vgg_weights="random")

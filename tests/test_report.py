@@ -21,6 +21,7 @@ import yaml
 from sim2real.errors import DataError
 from sim2real.formats.images import write_image
 from sim2real.report import page as report
+from sim2real.safety import data_roots
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 VARIANTS = {"baseline": {"data": "data/dedupe", "images": "data/demo"},
@@ -114,7 +115,8 @@ def fake_inputs(root: Path) -> None:
 
 def build(root: Path) -> tuple[str, dict, np.ndarray, pd.DataFrame]:
     return report.build_report(root / "params.yaml", root / "reports/metrics", root / "reports/gap",
-                               root / "reports/dedupe.json", root / "data/ingest/real_frames.csv")
+                               root / "reports/dedupe.json", root / "data/ingest/real_frames.csv",
+                               roots=data_roots(None, base=root))
 
 
 def test_report_has_table_curves_grid_dedupe_params_and_is_deterministic(tmp_path, monkeypatch):

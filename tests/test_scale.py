@@ -75,15 +75,17 @@ def test_demo_world_rendered_on_dask_matches_the_local_stage(cluster, tiny_world
     assert tree_digest(root) == local
 
 
-def test_depth_blur_stage_frames_on_dask_match_local(cluster, tiny_world, tmp_path):
+def test_depth_blur_stage_frames_on_dask_match_local(cluster, tiny_world, tmp_path, monkeypatch):
     """The depth_blur stage's per-frame function: same image/label bytes and rows on Dask."""
     from sim2real.params import load_params
     from sim2real.params import plain
     from sim2real.physics.dataset import process_frame, read_frames
+    from sim2real.safety import data_roots
 
-    p = load_params("blur", "haze", "camera", "seed", path=tiny_world / "params.yaml")
+    monkeypatch.chdir(tiny_world)  # the manifest's paths are relative to the repository, as in the stage
+    p = load_params("blur", "haze", "camera", "seed", "data")
     params = {"blur": plain(p.blur), "haze": plain(p.haze), "camera": plain(p.camera)}
-    items = read_frames(tiny_world / "data" / "dedupe")
+    items = read_frames("data/dedupe", roots=data_roots(p.data))
     for it in items:  # workers run elsewhere: give them absolute paths (on a cluster: a shared FS)
         for k in ("image", "depth", "instance_seg", "label", "rgb", "class_seg"):
             it[k] = str(tiny_world / it[k])

@@ -15,10 +15,12 @@ import yaml
 
 from sim2real.cyclegan.checkpoint import save_generator
 from sim2real.cyclegan.networks import ResnetGenerator
-from sim2real.errors import DataError
+from sim2real.errors import ConfigError, DataError
 from sim2real.formats.images import write_image
 from sim2real.io import tree_digest
-from sim2real.manifest import check_manifest_paths, configured_roots, read_manifest
+from sim2real.manifest import check_manifest_paths, read_manifest
+from sim2real.params import load_params
+from sim2real.safety import data_roots
 
 os.environ.setdefault("SIM2REAL_NO_PROGRESS", "1")
 
@@ -157,7 +159,7 @@ def test_stages_reject_manifest_paths_escaping_the_data_roots(tmp_path, monkeypa
     with pytest.raises(DataError, match=r"data/dedupe/frames\.csv" + line):
         cyclegan_translate.main([*TRANSLATE, "--out", "data/aug/cyclegan"])
     with pytest.raises(DataError, match=r"data/dedupe/frames\.csv" + line):
-        read_frames("data/dedupe")  # the depth_blur stage's manifest reader
+        read_frames("data/dedupe", roots=data_roots(load_params("data").data))  # the depth_blur stage's reader
     manipulate(tmp_path, "data/ingest/real_frames.csv", "image", how)
     with pytest.raises(DataError, match=r"data/ingest/real_frames\.csv" + line):
         build_dataset.main(["val", "--real-frames", "data/ingest/real_frames.csv", "--out", "data/real_val"])
@@ -166,26 +168,26 @@ def test_stages_reject_manifest_paths_escaping_the_data_roots(tmp_path, monkeypa
 
 
 def test_manifest_check_rules(tmp_path, monkeypatch):
-    """Line numbers, columns, csv-relative paths, external roots, symlinked roots; temp worlds unchecked."""
+    """Line numbers, columns, csv-relative paths, external roots, symlinked roots, manifests anywhere."""
     make_world(tmp_path)
     monkeypatch.chdir(tmp_path)
-    roots = configured_roots()
+    roots = data_roots(load_params("data").data)  # what a stage builds from its params
     assert roots == [tmp_path.resolve() / "data", tmp_path.resolve() / "data/demo"]
-    df = read_manifest("data/dedupe/frames.csv")  # clean: passes
+    df = read_manifest("data/dedupe/frames.csv", roots=roots)  # clean: passes
     boxes = tmp_path / "data/dedupe/boxes_kept.csv"  # a box table: its label column is the class name
     pd.DataFrame({"frame_id": ["a"], "trackID": [0], "label": ["Truck"], "left": [1]}).to_csv(boxes, index=False)
-    assert read_manifest(boxes)["label"].tolist() == ["Truck"]
+    assert read_manifest(boxes, roots=roots)["label"].tolist() == ["Truck"]
     df.loc[2, "instance_seg"] = "data/../params.yaml"
     with pytest.raises(DataError, match=r"frames\.csv:4: path 'data/\.\./params\.yaml' resolves to"):
-        check_manifest_paths(df, "data/dedupe/frames.csv")
+        check_manifest_paths(df, "data/dedupe/frames.csv", roots)
     df.loc[2, "instance_seg"] = "labels/x.txt"  # relative to the manifest's folder (build_dataset layout)
     with pytest.raises(DataError, match=r"frames\.csv:4"):  # exists nowhere: read cwd-relative, outside
-        check_manifest_paths(df, "data/dedupe/frames.csv")
+        check_manifest_paths(df, "data/dedupe/frames.csv", roots)
     (tmp_path / "data/dedupe/labels/x.txt").write_text("")
-    check_manifest_paths(df, "data/dedupe/frames.csv")  # exists next to the manifest: inside data/
+    check_manifest_paths(df, "data/dedupe/frames.csv", roots)  # exists next to the manifest: inside data/
     df.loc[2, "instance_seg"] = "../../params.yaml"
     with pytest.raises(DataError, match=r"frames\.csv:4"):
-        check_manifest_paths(df, "data/dedupe/frames.csv")
+        check_manifest_paths(df, "data/dedupe/frames.csv", roots)
     # an external dataset root from params (absolute, here a symlink to another disk) is allowed
     ext = tmp_path.parent / f"{tmp_path.name}-kitti"
     (ext / "training").mkdir(parents=True)
@@ -195,11 +197,42 @@ def test_manifest_check_rules(tmp_path, monkeypatch):
     params["data"]["kitti_root"] = str(tmp_path.parent / f"{tmp_path.name}-link")
     Path("params.yaml").write_text(yaml.safe_dump(params))
     df.loc[2, "instance_seg"] = str(tmp_path.parent / f"{tmp_path.name}-link/training/a.png")
-    check_manifest_paths(df, "data/dedupe/frames.csv")
-    # a manifest outside every data root (a test's temp world) is checked only with explicit roots
+    with pytest.raises(DataError, match=r"frames\.csv:4.*outside the data roots"):
+        check_manifest_paths(df, "data/dedupe/frames.csv", roots)  # the roots built before the edit
+    check_manifest_paths(df, "data/dedupe/frames.csv", data_roots(load_params("data").data))
+    # a manifest outside every data root (a temporary world) is checked all the same
     df.loc[2, "instance_seg"] = ""
     df.loc[0, "image"] = "/etc/passwd"
     df.to_csv(tmp_path / "elsewhere.csv", index=False)
-    read_manifest(tmp_path / "elsewhere.csv")
-    with pytest.raises(DataError, match=r"elsewhere\.csv:2: path '/etc/passwd'"):
-        read_manifest(tmp_path / "elsewhere.csv", roots=["data"])
+    for given in (roots, ["data"]):
+        with pytest.raises(DataError, match=r"elsewhere\.csv:2: path '/etc/passwd'"):
+            read_manifest(tmp_path / "elsewhere.csv", roots=given)
+
+
+def test_manifest_roots_come_from_the_caller_never_from_the_cwd_params(tmp_path, monkeypatch):
+    """A params.yaml in the working directory that allows an external dataset root changes nothing:
+    the library checks against the roots it is given, and has no default."""
+    ext = tmp_path / "kitti"
+    (ext / "training").mkdir(parents=True)
+    (ext / "training/a.png").write_bytes(b"x")
+    repo = tmp_path / "repo"
+    (repo / "data").mkdir(parents=True)
+    (repo / "params.yaml").write_text(yaml.safe_dump({"data": {"demo_root": "data/demo", "kitti_root": str(ext)}}))
+    monkeypatch.chdir(repo)
+    manifest = repo / "data/real_frames.csv"
+    pd.DataFrame({"image_id": ["000000"], "image": [str(ext / "training/a.png")]}).to_csv(manifest, index=False)
+    own = [repo / "data"]
+    with pytest.raises(DataError, match=r"real_frames\.csv:2: path '.*a\.png' resolves to .*outside the data roots"):
+        read_manifest(manifest, roots=own)
+    with pytest.raises(DataError, match=r"real_frames\.csv:2"):
+        check_manifest_paths(pd.read_csv(manifest, dtype=str), manifest, own)
+    allowed = data_roots({"kitti_root": str(ext)}, base=repo)  # the stage's roots, from its loaded params
+    assert read_manifest(manifest, roots=allowed)["image_id"].tolist() == ["000000"]
+    (repo / "params.yaml").write_text("data: [not: valid\n")  # never opened by the library
+    assert read_manifest(manifest, roots=allowed)["image_id"].tolist() == ["000000"]
+    with pytest.raises(TypeError, match="roots"):
+        read_manifest(manifest)  # no default roots to fall back on
+    with pytest.raises(ConfigError, match="no data roots"):
+        read_manifest(manifest, roots=[])
+    with pytest.raises(TypeError, match="list of folders"):
+        read_manifest(manifest, roots="data")

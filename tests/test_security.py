@@ -201,15 +201,18 @@ def test_every_torch_load_uses_weights_only():
 
 
 def test_wandb_key_from_environment_never_reaches_files(tiny_repo, monkeypatch):
+    from sim2real.params import load_params
     from sim2real.tracking import Tracker
 
+    tracking = load_params("tracking").tracking  # as a stage loads and passes it
     key = "local-" + secrets.token_hex(20)
     monkeypatch.setenv("WANDB_API_KEY", key)
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
     monkeypatch.delenv("SIM2REAL_WANDB_ROOT", raising=False)
     with block_network() as attempts:
-        with Tracker("scale_check", "baseline", config={"x": 1}, dvclive_dir=tiny_repo / "reports" / "live") as t:
+        with Tracker("scale_check", "baseline", config={"x": 1}, dvclive_dir=tiny_repo / "reports" / "live",
+                     tracking=tracking) as t:
             t.log({"loss": 0.5}, step=0)
             t.summary({"ap": 0.25})
     assert attempts == []

@@ -9,8 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from sim2real.errors import ConfigError
 from sim2real.tracking import (Tracker, experiment_name, flatten_metrics, offline_runs, read_offline_run,
                                wandb_mode)
+
+TRACKING = {"project": "s2r-test", "entity": None}  # the params section a stage loads and passes
 
 
 @pytest.fixture
@@ -39,7 +42,8 @@ def test_offline_run_holds_metrics_images_and_identity(repo):
     root, sha = repo
     grid = np.zeros((16, 24, 3), np.uint8)
     grid[:, :12] = 200
-    with Tracker("gap", "depth_blur", {"gap": {"bins": 6}}, dvclive_dir="reports/live/gap/depth_blur") as t:
+    with Tracker("gap", "depth_blur", {"gap": {"bins": 6}}, dvclive_dir="reports/live/gap/depth_blur",
+                 tracking=TRACKING) as t:
         assert t.mode == "offline"
         for step in range(3):
             t.log({"loss": 1.0 / (step + 1)}, step=step)
@@ -70,12 +74,12 @@ def test_group_is_dvc_experiment_name_and_disabled_mode_writes_no_wandb(repo, mo
     monkeypatch.setenv("DVC_EXP_NAME", "sigma-3")
     monkeypatch.setenv("WANDB_MODE", "disabled")
     assert experiment_name() == "sigma-3" and wandb_mode() == "disabled"
-    with Tracker("report", None, {}, dvclive_dir="live") as t:
+    with Tracker("report", None, {}, dvclive_dir="live", tracking=TRACKING) as t:
         t.log({"x": 1})
     assert t.run_dir is None and not (root / "wandb").exists()
     assert json.loads((root / "live/metrics.json").read_text()) == {"x": 1}
     monkeypatch.setenv("WANDB_MODE", "offline")
-    with Tracker("gap", "baseline", {}) as t:
+    with Tracker("gap", "baseline", {}, tracking=TRACKING) as t:
         t.log({"x": 2})
     run = read_offline_run(t.run_dir)
     assert run["group"] == "sigma-3" and run["name"] == "gap-baseline"
@@ -86,7 +90,7 @@ def test_online_without_key_falls_back_to_offline(repo, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "online")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        with Tracker("gap", "baseline", {}) as t:
+        with Tracker("gap", "baseline", {}, tracking=TRACKING) as t:
             t.log({"kid": 0.1})
     assert t.mode == "offline" and any("no W&B API key" in str(w.message) for w in caught)
     assert read_offline_run(t.run_dir)["summary"]["kid"] == 0.1
@@ -100,9 +104,29 @@ def test_bad_inputs_are_rejected(repo, monkeypatch):
     with pytest.raises(Exception, match="WANDB_MODE"):
         wandb_mode()
     monkeypatch.setenv("WANDB_MODE", "disabled")
-    with Tracker("gap", "baseline", {}, dvclive_dir="live") as t:
+    with Tracker("gap", "baseline", {}, dvclive_dir="live", tracking=TRACKING) as t:
         t.log({"x": 1}, step=2)
         with pytest.raises(ValueError, match="lower than the last step"):
             t.log({"x": 1}, step=1)
         with pytest.raises(ValueError, match="uint8"):
             t.log_image("bad", np.zeros((4, 4), np.float32))
+
+
+def test_project_and_entity_come_from_the_argument_not_the_cwd_params(repo, monkeypatch):
+    root, _ = repo
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    (root / "params.yaml").write_text("tracking:\n  project: from-cwd\n  entity: cwd-team\n")
+    with Tracker("gap", "baseline", {}, tracking={"project": "from-stage", "entity": None}) as t:
+        t.log({"x": 1})
+    assert (t.project, t.entity) == ("from-stage", None)
+    assert read_offline_run(t.run_dir)["project"] == "from-stage"
+    (root / "params.yaml").write_text("tracking: [broken\n")  # never opened by the tracker
+    assert Tracker("gap", None, {}, tracking={"project": "p", "entity": "team"}).entity == "team"
+    with pytest.raises(TypeError, match="tracking"):
+        Tracker("gap", None, {})  # no hidden default: the stage passes its tracking section
+    with pytest.raises(ConfigError, match=r"^tracking\.project: .*got ''"):
+        Tracker("gap", None, {}, tracking={"project": "", "entity": None})
+    with pytest.raises(ConfigError, match=r"^tracking\.entity: "):
+        Tracker("gap", None, {}, tracking={"project": "p", "entity": 3})
+    with pytest.raises(ConfigError, match=r"^tracking: expected a mapping"):
+        Tracker("gap", None, {}, tracking=["p"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -51,20 +51,21 @@ def curves(result: dict) -> dict[str, pd.DataFrame]:
 
 
 def run(dedupe_dir: str | Path, ingest_dir: str | Path, params: dict, settings: Settings, *, classes: list[str],
-        max_sim_frames: int | None, max_real_frames: int | None, hidden: dict | None = None,
+        max_sim_frames: int | None, max_real_frames: int | None, roots: Sequence[str | Path], hidden: dict | None = None,
         progress: Callable[[str], None] = lambda step: None) -> tuple[dict, dict, dict[str, pd.DataFrame]]:
     """Read the inputs, fit, and return (fitted params overlay, report, curves).
 
     ``params``: the blur, haze and camera sections the fit starts from (the hand-set values);
+    ``roots``: the data roots every manifest path must lie in (:func:`sim2real.safety.data_roots`);
     ``hidden``: the demo camera in physics terms, adds the ``recovery`` table to the report.
     """
     unknown = set(settings.fit) - set(GROUPS)
     if unknown:
         raise ConfigError(f"calibrate.fit: unknown group(s) {sorted(unknown)}; choose from {list(GROUPS)}")
     ingest_dir = Path(ingest_dir)
-    sim = read_sim_frames(dedupe_dir, max_sim_frames, settings.seed)
+    sim = read_sim_frames(dedupe_dir, max_sim_frames, settings.seed, roots=roots)
     real = read_real_frames(ingest_dir / "real_frames.csv", ingest_dir / "real_boxes.csv", classes, max_real_frames,
-                            settings.seed)
+                            settings.seed, roots=roots)
     if len(sim) < 2 or len(real) < 2:
         raise DataError(ingest_dir, f"calibration needs >= 2 frames per side, got {len(sim)} synthetic and "
                                     f"{len(real)} real train frames")

@@ -4,6 +4,7 @@ are measured there)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -29,13 +30,15 @@ def subsample(ids: list[str], n_max: int | None, seed: int) -> list[str]:
     return sorted(ids[i] for i in rng.choice(len(ids), int(n_max), replace=False))
 
 
-def read_sim_frames(dedupe_dir: str | Path, max_frames: int | None, seed: int) -> list[SimFrame]:
+def read_sim_frames(dedupe_dir: str | Path, max_frames: int | None, seed: int, *,
+                    roots: Sequence[str | Path]) -> list[SimFrame]:
     """The subsampled dedupe frames with pixels, depth, instance map, intrinsics, kept boxes and
-    each box's distance (median depth over its instance pixels)."""
+    each box's distance (median depth over its instance pixels); manifest paths inside ``roots``."""
     dedupe_dir = Path(dedupe_dir)
     frames = read_manifest(dedupe_dir / "frames.csv", ["frame_id", "image", "depth", "instance_seg", "fx", "fy", "cx", "cy"],
-                           missing_hint="run the dedupe stage first")
-    boxes = read_manifest(dedupe_dir / "boxes_kept.csv", ["frame_id", "trackID", "left", "top", "right", "bottom"])
+                           roots=roots, missing_hint="run the dedupe stage first")
+    boxes = read_manifest(dedupe_dir / "boxes_kept.csv", ["frame_id", "trackID", "left", "top", "right", "bottom"],
+                          roots=roots)
     by_id = {str(k): g for k, g in boxes.groupby("frame_id")}
     chosen = set(subsample(frames["frame_id"].astype(str).tolist(), max_frames, seed))
     out = []
@@ -53,22 +56,22 @@ def read_sim_frames(dedupe_dir: str | Path, max_frames: int | None, seed: int) -
     return out
 
 
-def real_train_ids(real_frames_csv: str | Path) -> list[str]:
-    frames = read_manifest(real_frames_csv, ["image_id", "split", "image"])
+def real_train_ids(real_frames_csv: str | Path, *, roots: Sequence[str | Path]) -> list[str]:
+    frames = read_manifest(real_frames_csv, ["image_id", "split", "image"], roots=roots)
     return sorted(frames.loc[frames["split"] == TRAIN, "image_id"].astype(str).tolist())
 
 
 def read_real_frames(real_frames_csv: str | Path, real_boxes_csv: str | Path, classes: list[str],
-                     max_frames: int | None, seed: int) -> list[RealFrame]:
+                     max_frames: int | None, seed: int, *, roots: Sequence[str | Path]) -> list[RealFrame]:
     """The subsampled real **train** frames with their boxes of ``classes`` that carry a 3D
     location (label_2 z > 0; DontCare rows have none) and the camera from calib P2 (when listed).
-    Val images are never opened."""
-    frames = read_manifest(real_frames_csv, ["image_id", "split", "image"])
+    Val images are never opened; manifest paths must lie inside ``roots``."""
+    frames = read_manifest(real_frames_csv, ["image_id", "split", "image"], roots=roots)
     train = frames[frames["split"] == TRAIN]
     if train.empty:
         raise DataError(real_frames_csv, "no real frames with split == train")
     chosen = set(subsample(train["image_id"].astype(str).tolist(), max_frames, seed))
-    boxes = read_manifest(real_boxes_csv, ["image_id", "type", "left", "top", "right", "bottom", "z"])
+    boxes = read_manifest(real_boxes_csv, ["image_id", "type", "left", "top", "right", "bottom", "z"], roots=roots)
     boxes = boxes[boxes["type"].isin(classes) & (boxes["z"].astype(float) > 0) & boxes["image_id"].isin(chosen)]
     by_id = {str(k): g for k, g in boxes.groupby("image_id")}
     out = []

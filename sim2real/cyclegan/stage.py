@@ -12,6 +12,7 @@ import os
 import shutil
 import time
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -105,11 +106,12 @@ def real_stats(real: pd.DataFrame, split: str) -> DomainStats:
 
 
 def run(synthetic: str | Path, real_dir: str | Path, model: str | Path, out: str | Path, report_path: str | Path,
-        *, cyclegan, compute, data) -> tuple[dict, float]:
+        *, cyclegan, compute, data, roots: Sequence[str | Path]) -> tuple[dict, float]:
     """The stage: translate the frames of ``synthetic`` -> the variant dataset ``out`` + ``report_path``.
 
     ``model``: generator weights file or a cyclegan_train model folder; ``cyclegan`` / ``compute``
-    / ``data``: the params sections (as :func:`sim2real.params.load_params` returns them).
+    / ``data``: the params sections (as :func:`sim2real.params.load_params` returns them); ``roots``:
+    the data roots the manifests' paths must lie in (:func:`sim2real.safety.data_roots`).
     Returns (the report dict, seconds spent translating).
     """
     tp = cyclegan.translate
@@ -119,7 +121,7 @@ def run(synthetic: str | Path, real_dir: str | Path, model: str | Path, out: str
     torch.set_num_threads(int(compute.torch_threads))
     variations = [str(v) for v in cyclegan.variations]
     frames_csv = Path(synthetic) / "frames.csv"
-    frames = read_manifest(frames_csv, all_str=True)
+    frames = read_manifest(frames_csv, roots=roots, all_str=True)
     for col in ("frame_id", "variation", "image", "label"):
         if col not in frames.columns:
             raise DataError(frames_csv, f"missing column '{col}'")
@@ -127,7 +129,7 @@ def run(synthetic: str | Path, real_dir: str | Path, model: str | Path, out: str
     if frames.empty:
         raise ConfigError(f"cyclegan.variations {variations}: no frames in {frames_csv}")
     real_csv = Path(real_dir) / "real_frames.csv"
-    real = read_manifest(real_csv, all_str=True)
+    real = read_manifest(real_csv, roots=roots, all_str=True)
     model = Path(model)
     if model.is_dir() or not model.suffix:  # a cyclegan_train model folder (weights files have a suffix)
         model = model / "generator_a2b.pt"

@@ -47,11 +47,10 @@ from sim2real.rng import frame_rng
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp")
 
 
-def read_frames(folder: str | Path, roots: Sequence[str | Path] | None = None) -> pd.DataFrame:
+def read_frames(folder: str | Path, *, roots: Sequence[str | Path]) -> pd.DataFrame:
     """Read ``<folder>/frames.csv`` and check the variant-dataset contract (frame_id, image, label).
 
-    Its paths must stay inside the data roots (:func:`sim2real.manifest.check_manifest_paths`:
-    ``roots``, or the configured ones when the manifest lies inside them)."""
+    Its paths must stay inside the data ``roots`` (:func:`sim2real.manifest.check_manifest_paths`)."""
     path = Path(folder) / "frames.csv"
     df = read_manifest(path, ["frame_id", "image", "label"], roots=roots,
                        missing_hint="a variant dataset needs frames.csv with frame_id, image, label")
@@ -71,7 +70,8 @@ def check_label(path: Path, n_classes: int) -> int:
     return len(df)
 
 
-def build_train_set(sources: Sequence[str | Path], out: str | Path, n_classes: int) -> pd.DataFrame:
+def build_train_set(sources: Sequence[str | Path], out: str | Path, n_classes: int, *,
+                    roots: Sequence[str | Path]) -> pd.DataFrame:
     """Link every frame of the variant folders ``sources`` into ``out`` (ultralytics layout).
 
     Parameters
@@ -79,6 +79,7 @@ def build_train_set(sources: Sequence[str | Path], out: str | Path, n_classes: i
     sources : variant dataset folders (each with frames.csv).
     out : an empty folder (the stage's atomic temporary).
     n_classes : number of classes (labels are validated against it).
+    roots : the data roots the sources' paths must lie in (:func:`sim2real.safety.data_roots`).
 
     Returns the frames table written to ``out/frames.csv``.
     """
@@ -86,7 +87,7 @@ def build_train_set(sources: Sequence[str | Path], out: str | Path, n_classes: i
     rows = []
     for src in sources:
         src = Path(src)
-        frames = read_frames(src)
+        frames = read_frames(src, roots=roots)
         for r in frames.itertuples(index=False):
             img = resolve_manifest_path(str(r.image), src)
             lab = resolve_manifest_path(str(r.label), src) if str(r.label) else None  # "": no boxes
@@ -133,12 +134,13 @@ def mix_selection(frame_ids: Sequence[str], k: int, fraction: float, seed: int) 
 
 
 def build_mix(sources: Sequence[str | Path], out: str | Path, fraction: float, seed: int,
-              final_dir: str | Path | None = None) -> pd.DataFrame:
+              final_dir: str | Path | None = None, *, roots: Sequence[str | Path]) -> pd.DataFrame:
     """A variant dataset mixing ``sources`` (see :func:`mix_selection`); files are hard links.
 
     Frame ids become ``<source folder name>__<frame_id>``; frames.csv adds ``source``,
     ``base_frame_id`` and ``draw``; its paths start with ``final_dir`` (where ``out`` will be
     renamed to, e.g. ``data/mix``), relative to the repository root like every variant dataset.
+    The sources' paths must lie inside the data ``roots``.
     """
     out = Path(out)
     final = Path(final_dir) if final_dir is not None else out
@@ -150,7 +152,7 @@ def build_mix(sources: Sequence[str | Path], out: str | Path, fraction: float, s
     rows = []
     for k, src in enumerate(sources):
         src = Path(src)
-        frames = read_frames(src)
+        frames = read_frames(src, roots=roots)
         keep = mix_selection(frames["frame_id"].tolist(), k, fraction, seed)
         for r in frames[keep].itertuples(index=False):
             img = resolve_manifest_path(str(r.image), src)
@@ -192,7 +194,7 @@ def kitti_to_yolo(df: pd.DataFrame, classes: Sequence[str], width: int, height: 
 
 
 def build_real_val(real_frames_csv: str | Path, out: str | Path, classes: Sequence[str],
-                   split: str = "val") -> pd.DataFrame:
+                   split: str = "val", *, roots: Sequence[str | Path]) -> pd.DataFrame:
     """One real-KITTI split from the ``real_frames.csv`` rows with ``split == split``: the
     evaluation set (``val``) or the oracle's training set (``train``). Only rows of that split
     are read, so a train set can not contain a val image.
@@ -200,11 +202,12 @@ def build_real_val(real_frames_csv: str | Path, out: str | Path, classes: Sequen
     Writes ``images/<image_id>.png`` (hard links), ``labels/<image_id>.txt`` (YOLO, class map
     ``classes``), ``kitti_labels/<image_id>.txt`` (original label files), ``calib/<image_id>.txt``
     (when the manifest has a ``calib`` column) and ``frames.csv`` (``frame_id`` = ``image_id``: a
-    variant dataset).
+    variant dataset). The manifest's paths must lie inside the data ``roots``.
     """
     path = Path(real_frames_csv)
     # paths checked before the split filter: line numbers are file lines
-    df = read_manifest(path, ["image_id", "split", "image", "label"], missing_hint="run the ingest stage first")
+    df = read_manifest(path, ["image_id", "split", "image", "label"], roots=roots,
+                       missing_hint="run the ingest stage first")
     df = df[df["split"] == split]
     if df.empty:
         raise DataError(path, f"no frame with split == '{split}'")

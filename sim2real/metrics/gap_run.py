@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -33,9 +34,10 @@ def evenly_spaced(df: pd.DataFrame, key: str, n_max: int | None) -> pd.DataFrame
     return df
 
 
-def sim_items(frames_csv: str | Path, classes: list[str], max_images: int | None) -> list[dict]:
+def sim_items(frames_csv: str | Path, classes: list[str], max_images: int | None, *,
+              roots: Sequence[str | Path]) -> list[dict]:
     """Work items of a variant dataset: frame id, image path, YOLO label path (boxes read in the worker)."""
-    df = read_manifest(frames_csv, ["frame_id", "image", "label"])
+    df = read_manifest(frames_csv, ["frame_id", "image", "label"], roots=roots)
     if df.empty:
         raise DataError(frames_csv, "no frames")
     df = evenly_spaced(df, "frame_id", max_images)
@@ -46,14 +48,14 @@ def sim_items(frames_csv: str | Path, classes: list[str], max_images: int | None
 
 
 def real_items(real_frames_csv: str | Path, real_boxes_csv: str | Path, classes: list[str],
-               max_images: int | None) -> list[dict]:
+               max_images: int | None, *, roots: Sequence[str | Path]) -> list[dict]:
     """Work items of the real val split with their boxes of the output classes (xyxy pixels)."""
-    frames = read_manifest(real_frames_csv, ["image_id", "split", "image"])
+    frames = read_manifest(real_frames_csv, ["image_id", "split", "image"], roots=roots)
     frames = frames[frames["split"] == "val"]
     if frames.empty:
         raise DataError(real_frames_csv, "no real frames with split == val")
     frames = evenly_spaced(frames, "image_id", max_images)
-    boxes = read_manifest(real_boxes_csv, ["image_id", "type", "left", "top", "right", "bottom"])
+    boxes = read_manifest(real_boxes_csv, ["image_id", "type", "left", "top", "right", "bottom"], roots=roots)
     boxes = boxes[boxes["type"].isin(classes)]
     by_id = {k: g[["left", "top", "right", "bottom"]].to_numpy(np.float64) for k, g in boxes.groupby("image_id")}
     base = Path(real_frames_csv).parent
@@ -86,17 +88,18 @@ def sample_pair(sim: ImageStats, real: ImageStats) -> np.ndarray:
 
 def run(variant: str, frames_csv: str | Path, real_frames_csv: str | Path, real_boxes_csv: str | Path,
         out: str | Path, curves_dir: str | Path, live: str | Path | None, *, gap, seed, classes, compute,
-        data) -> tuple[dict, float]:
+        data, tracking: Any, roots: Sequence[str | Path]) -> tuple[dict, float]:
     """The stage: gap metrics of ``variant`` -> the JSON ``out``, the curve CSVs in ``curves_dir``,
     the tracker (W&B; DVCLive in ``live``). ``gap`` / ``seed`` / ``classes`` / ``compute`` /
-    ``data``: the params (as :func:`sim2real.params.load_params` returns them).
+    ``data`` / ``tracking``: the params (as :func:`sim2real.params.load_params` returns them);
+    ``roots``: the data roots the manifests' paths must lie in (:func:`sim2real.safety.data_roots`).
     Returns (the result dict, seconds since the per-image statistics started).
     """
     settings = GapSettings.from_params(gap, seed)
     classes = list(classes)
     max_images = gap.max_images
-    sim_work = sim_items(frames_csv, classes, max_images)
-    real_work = real_items(real_frames_csv, real_boxes_csv, classes, max_images)
+    sim_work = sim_items(frames_csv, classes, max_images, roots=roots)
+    real_work = real_items(real_frames_csv, real_boxes_csv, classes, max_images, roots=roots)
     # ~50 ms a frame: worker start-up only pays off from a few dozen frames per worker
     workers = max(1, min(int(compute.processes), (len(sim_work) + len(real_work)) // 64))
     t0 = time.perf_counter()
@@ -125,7 +128,7 @@ def run(variant: str, frames_csv: str | Path, real_frames_csv: str | Path, real_
         curves["blur_profile"].to_csv(tmp / "blur_profile.csv", index=False, float_format="%.6g")
         curves["spectrum"].to_csv(tmp / "spectrum.csv", index=False, float_format="%.6g")
         outs.json(out, result)
-        with Tracker("gap", variant, config, dvclive_dir=live, outputs=outs) as tr:
+        with Tracker("gap", variant, config, dvclive_dir=live, tracking=tracking, outputs=outs) as tr:
             tr.summary({k: result[k] for k in HEADLINE})
             tr.log_image("sample_sim_vs_real", sample_pair(sims[0], reals[0]))
             tr.log_image("blur_profile", plot_blur_profile(curves["blur_profile"], variant))

@@ -111,13 +111,13 @@ class ValSet:
     size_wh: list[tuple[int, int]]
 
     @classmethod
-    def read(cls, val_dir: str | Path) -> "ValSet":
-        """``val_dir/kitti_labels/*.txt``, ``val_dir/frames.csv`` (width, height) and, where present,
-        ``val_dir/calib/<id>.txt``."""
+    def read(cls, val_dir: str | Path, *, roots: Sequence[str | Path]) -> "ValSet":
+        """``val_dir/kitti_labels/*.txt``, ``val_dir/frames.csv`` (width, height; checked against the
+        data ``roots``) and, where present, ``val_dir/calib/<id>.txt``."""
         val_dir = Path(val_dir)
         ids, labels = kitti_ap.read_ground_truth(val_dir / "kitti_labels")
         frames_csv = val_dir / "frames.csv"
-        frames = read_manifest(frames_csv, usecols=["image_id", "width", "height"],
+        frames = read_manifest(frames_csv, usecols=["image_id", "width", "height"], roots=roots,
                                missing_hint="the val set's manifest: stage build_val").set_index("image_id")
         missing = [i for i in ids if i not in frames.index]
         if missing:
@@ -310,9 +310,10 @@ def seeds_block(runs: dict[str, list[dict]], variant: str, seeds: list[int], hea
 
 
 def score_variant(variant: str, eval_root: str | Path, val_dir: str | Path, *, seeds: Sequence[int],
-                  classes: Sequence[str], kitti_classes: Sequence[str], study) -> dict:
+                  classes: Sequence[str], kitti_classes: Sequence[str], study, roots: Sequence[str | Path]) -> dict:
     """Read ``eval_root/{variant,baseline,real}/seed<s>/detections`` and ``val_dir``; return the JSON.
 
+    ``roots``: the data roots (:func:`sim2real.safety.data_roots`) for ``val_dir``'s manifest.
     ``study``: the params section (``bootstrap_resamples``, ``ci_level``, ``bootstrap_seed``,
     ``distance_bins_m``, ``camera_height_m`` (null: median label y of val Cars),
     ``car_length_m``).
@@ -329,7 +330,7 @@ def score_variant(variant: str, eval_root: str | Path, val_dir: str | Path, *, s
     seeds = [int(s) for s in seeds]
     if not seeds:
         raise ConfigError("params.yaml: train.seeds is empty")
-    val = ValSet.read(val_dir)
+    val = ValSet.read(val_dir, roots=roots)
     cam_h = study["camera_height_m"]
     cam_src = "params study.camera_height_m"
     if cam_h is None:

@@ -91,6 +91,14 @@ def _radius2(h: int, w: int, cx: float, cy: float) -> np.ndarray:
     return r2
 
 
+def _centre(h: int, w: int, center: tuple[float, float] | None) -> tuple[float, float]:
+    """The principal point (cx, cy) px: ``center`` when given, else the image centre of an (h, w) image."""
+    if center is None:
+        return (w - 1) / 2.0, (h - 1) / 2.0
+    cx, cy = center
+    return cx, cy
+
+
 def vignetting_gain(shape: tuple[int, int], strength: float, center: tuple[float, float] | None = None) -> np.ndarray:
     """Radial gain (H, W) float32: 1 at the centre, 1 − strength at the farthest corner.
 
@@ -98,7 +106,7 @@ def vignetting_gain(shape: tuple[int, int], strength: float, center: tuple[float
     polynomials in r). ``center`` = (cx, cy) px, default the image centre.
     """
     h, w = shape
-    cx, cy = center if center is not None else ((w - 1) / 2.0, (h - 1) / 2.0)
+    cx, cy = _centre(h, w, center)
     return 1.0 - np.float32(strength) * _radius2(h, w, float(cx), float(cy))
 
 
@@ -115,7 +123,7 @@ def vignetting_u8(image_u8: np.ndarray, strength: float, center=None) -> np.ndar
     if strength == 0:
         return image_u8.copy()
     h, w = image_u8.shape[:2]
-    cx, cy = center if center is not None else ((w - 1) / 2.0, (h - 1) / 2.0)
+    cx, cy = _centre(h, w, center)
     return cv2.multiply(image_u8, _gain_u8(h, w, float(strength), float(cx), float(cy)), scale=1.0 / 255)
 
 
@@ -145,7 +153,7 @@ def chromatic_aberration_u8(image_u8: np.ndarray, k: float, center=None) -> np.n
     if k == 0:
         return image_u8.copy()
     h, w = image_u8.shape[:2]
-    cx, cy = center if center is not None else ((w - 1) / 2.0, (h - 1) / 2.0)
+    cx, cy = _centre(h, w, center)
     out = image_u8.copy()
     for c, scale in ((0, 1.0 + float(k)), (2, 1.0 - float(k))):
         mx, my = _radial_maps(h, w, scale, float(cx), float(cy))
@@ -186,10 +194,7 @@ def motion_blur_f32(image: np.ndarray, depth_m: np.ndarray, ego_speed_mps: float
     if travel == 0:
         return img
     h, w = depth_m.shape
-    if intrinsics is None:
-        cx, cy = (w - 1) / 2.0, (h - 1) / 2.0
-    else:
-        cx, cy = float(intrinsics[2]), float(intrinsics[3])
+    cx, cy = _centre(h, w, None if intrinsics is None else (float(intrinsics[2]), float(intrinsics[3])))
     k = np.float32(travel) / np.maximum(depth_m, np.float32(travel + 0.5))  # fraction of r, < 1
     xs = np.arange(w, dtype=np.float32)[None, :] - np.float32(cx)
     ys = np.arange(h, dtype=np.float32)[:, None] - np.float32(cy)

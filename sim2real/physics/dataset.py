@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -25,22 +26,23 @@ from sim2real.physics.frame import (DEFAULT_JPEG_QUALITY, VALUE_COLUMNS, check_c
 BOX_COLUMNS = ["trackID", "class_id", "left", "top", "right", "bottom"]
 
 
-def read_frames(dedupe_dir: str | Path) -> list[dict]:
+def read_frames(dedupe_dir: str | Path, *, roots: Sequence[str | Path]) -> list[dict]:
     """One dict per frame: the frames.csv row plus ``boxes`` ((n, 6) int64 array of
     :data:`BOX_COLUMNS`, boxes_kept.csv file order).
 
     Memory (issue 9): the frame rows are kept whole (every input column goes to the output
     frames.csv), but boxes_kept.csv is read with its six used columns only and each frame's boxes
     are one small array (views into one sorted array, ~50 B per box instead of ~250 B as Python
-    lists). Manifest paths are checked against the data roots by ``read_manifest``.
+    lists). Manifest paths are checked against the data ``roots`` by ``read_manifest``.
     """
     dedupe_dir = Path(dedupe_dir)
     frames_csv, boxes_csv = dedupe_dir / "frames.csv", dedupe_dir / "boxes_kept.csv"
     frames = read_manifest(frames_csv, ["frame_id", "image", "label", "depth", "instance_seg", "width", "height",
-                                        "fx", "fy", "cx", "cy"], missing_hint="run the dedupe stage first")
+                                        "fx", "fy", "cx", "cy"], roots=roots, missing_hint="run the dedupe stage first")
     by_frame: dict[str, np.ndarray] = {}
     if boxes_csv.is_file() and boxes_csv.stat().st_size:
-        boxes = read_manifest(boxes_csv, ["frame_id", *BOX_COLUMNS], usecols=["frame_id", *BOX_COLUMNS])
+        boxes = read_manifest(boxes_csv, ["frame_id", *BOX_COLUMNS], usecols=["frame_id", *BOX_COLUMNS],
+                              roots=roots)
         codes, fids = pd.factorize(boxes["frame_id"], sort=False)
         values = boxes[BOX_COLUMNS].to_numpy(dtype=np.int64)[np.argsort(codes, kind="stable")]
         del boxes
@@ -131,14 +133,15 @@ def summarise(rows: pd.DataFrame, params: dict) -> dict:
     }
 
 
-def run(dedupe_dir: str | Path, out_dir: str | Path, report: str | Path, params: dict, seed: int, workers: int = 1,
-        **map_options) -> dict:
+def run(dedupe_dir: str | Path, out_dir: str | Path, report: str | Path, params: dict, seed: int, workers: int = 1, *,
+        roots: Sequence[str | Path], **map_options) -> dict:
     """The stage: every frame of ``dedupe_dir`` -> the variant dataset ``out_dir`` + ``report``.
 
+    ``roots``: the data roots the manifests' paths must stay in (:func:`sim2real.safety.data_roots`).
     ``map_options`` go to :func:`sim2real.parallel.map_frames` (scheduler, batch_size, resume_dir, ...).
     """
     check_config(params)
-    items = read_frames(dedupe_dir)
+    items = read_frames(dedupe_dir, roots=roots)
     rows = []
     skips = SkipLog(name="depth_blur")  # data.on_error: skip -> corrupt frames are listed, never silently lost
     with atomic_outputs() as outs:  # every output renamed into place together, after all work

@@ -14,7 +14,7 @@ import io
 import json
 import string
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import cv2
 import numpy as np
@@ -61,8 +61,9 @@ def read_json(path: str | Path) -> dict:
         raise DataError(path, f"not valid JSON ({exc.msg})", line=exc.lineno) from None
 
 
-def read_report_csv(path: str | Path) -> pd.DataFrame:
-    return read_manifest(path, missing_hint="report input: run the stage that writes it, dvc repro")
+def read_report_csv(path: str | Path, *, roots: Sequence[str | Path]) -> pd.DataFrame:
+    """A report input CSV; its path columns (if any) must lie inside the data ``roots``."""
+    return read_manifest(path, roots=roots, missing_hint="report input: run the stage that writes it, dvc repro")
 
 
 def _interval_of(m: dict, key: str) -> list | None:
@@ -76,7 +77,7 @@ def _interval_of(m: dict, key: str) -> list | None:
     return x if where and isinstance(x, list) and len(x) == 2 else None
 
 
-def variant_rows(variants: dict, metrics_dir: Path, gap_dir: Path) -> list[dict]:
+def variant_rows(variants: dict, metrics_dir: Path, gap_dir: Path, *, roots: Sequence[str | Path]) -> list[dict]:
     """One row per variant: its table cells (value, text) and the raw inputs."""
     rows = []
     for name in variants:
@@ -96,8 +97,8 @@ def variant_rows(variants: dict, metrics_dir: Path, gap_dir: Path) -> list[dict]
                 text += f" [{fmt.format(ci[0])}, {fmt.format(ci[1])}]"
             cells.append((v, text))
         rows.append({"variant": name, "cells": cells, "gap": g, "metrics": m,
-                     "profile": read_report_csv(gap_dir / name / "blur_profile.csv"),
-                     "spectrum": read_report_csv(gap_dir / name / "spectrum.csv")})
+                     "profile": read_report_csv(gap_dir / name / "blur_profile.csv", roots=roots),
+                     "spectrum": read_report_csv(gap_dir / name / "spectrum.csv", roots=roots)})
     return rows
 
 
@@ -164,15 +165,15 @@ def _frame_lookup(index: pd.Index) -> dict[str, str]:
     return out
 
 
-def image_grid(variants: dict, real_frames_csv: Path, n_frames: int,
-               width_px: int) -> tuple[list[str], list[list], np.ndarray | None]:
+def image_grid(variants: dict, real_frames_csv: Path, n_frames: int, width_px: int, *,
+               roots: Sequence[str | Path]) -> tuple[list[str], list[list], np.ndarray | None]:
     """Header and rows of the image grid: the same frame as clean sim (the baseline dataset), in
     every other variant, and a real val frame. Cells: (data URI or None, caption). Also the first
-    row as one RGB strip (for the tracker), or None without frames."""
+    row as one RGB strip (for the tracker), or None without frames. Manifest paths must lie inside ``roots``."""
     tables = {}
     for name, spec in variants.items():
         csv = Path(spec["data"]) / "frames.csv"
-        df = read_report_csv(csv)
+        df = read_report_csv(csv, roots=roots)
         if "frame_id" not in df.columns or "image" not in df.columns:
             raise DataError(csv, "missing column frame_id or image")
         images = df.set_index("frame_id")["image"]
@@ -186,7 +187,7 @@ def image_grid(variants: dict, real_frames_csv: Path, n_frames: int,
     best = max(cover.values(), default=0)
     pool = [f for f in ids if cover[f] == best]
     picks = [pool[i] for i in np.unique(np.linspace(0, len(pool) - 1, max(1, n_frames)).round().astype(int))] if pool else []
-    real = read_report_csv(real_frames_csv)
+    real = read_report_csv(real_frames_csv, roots=roots)
     real = real[real["split"] == "val"].sort_values("image_id")
     if real.empty:
         raise DataError(real_frames_csv, "no real val frames for the image grid")
@@ -273,9 +274,10 @@ def render_html(rows: list[dict], dedupe: dict, params_text: str, blur_png: str,
 
 
 def build_report(params_path: Path, metrics_dir: Path, gap_dir: Path, dedupe_path: Path,
-                 real_frames_csv: Path) -> tuple[str, dict, np.ndarray | None, pd.DataFrame]:
+                 real_frames_csv: Path, *, roots: Sequence[str | Path]) -> tuple[str, dict, np.ndarray | None, pd.DataFrame]:
     """Return (HTML text, headline summary {variant: {...}}, first grid row as an image or None,
-    the recall-by-distance table)."""
+    the recall-by-distance table). ``roots``: the data roots (:func:`sim2real.safety.data_roots`)
+    every manifest path read must lie in."""
     params_text = params_path.read_text() if params_path.is_file() else None
     if params_text is None:
         raise DataError(params_path, "params file not found")
@@ -285,11 +287,11 @@ def build_report(params_path: Path, metrics_dir: Path, gap_dir: Path, dedupe_pat
         raise DataError(params_path, "no 'variants' mapping")
     rep = params.get("report") or {}
     width = int(rep.get("thumb_width_px", 414))
-    rows = variant_rows(variants, metrics_dir, gap_dir)
+    rows = variant_rows(variants, metrics_dir, gap_dir, roots=roots)
     dedupe = read_json(dedupe_path)
     blur_png = png_data_uri(blur_figure(rows))
     spec_png = png_data_uri(spectrum_figure(rows))
-    header, grid, strip = image_grid(variants, real_frames_csv, int(rep.get("grid_frames", 2)), width)
+    header, grid, strip = image_grid(variants, real_frames_csv, int(rep.get("grid_frames", 2)), width, roots=roots)
     metrics = {r["variant"]: r["metrics"] for r in rows}
     level = headline.level_of(metrics)
     recall = headline.recall_by_distance(metrics, level)

@@ -11,6 +11,7 @@ import os
 import shutil
 import time
 from pathlib import Path
+from typing import Sequence
 
 import cv2
 import numpy as np
@@ -35,9 +36,9 @@ HIST_BINS = 8  # per RGB channel for histogram pairing
 
 
 # ---------------------------------------------------------------------------- inputs
-def read_content_frames(dedupe_dir: str | Path) -> list[dict]:
-    """Rows of ``<dedupe>/frames.csv`` (frame_id, image, label, class_seg when present)."""
-    df = read_manifest(Path(dedupe_dir) / "frames.csv", ["frame_id", "image", "label"],
+def read_content_frames(dedupe_dir: str | Path, *, roots: Sequence[str | Path]) -> list[dict]:
+    """Rows of ``<dedupe>/frames.csv`` (frame_id, image, label, class_seg when present), paths inside ``roots``."""
+    df = read_manifest(Path(dedupe_dir) / "frames.csv", ["frame_id", "image", "label"], roots=roots,
                        missing_hint="run the dedupe stage first")
     if "class_seg" not in df.columns:
         df["class_seg"] = ""
@@ -45,13 +46,13 @@ def read_content_frames(dedupe_dir: str | Path) -> list[dict]:
             for r in df.itertuples()]
 
 
-def read_style_pool(real_dir: str | Path, semantic_only: bool = False) -> list[dict]:
+def read_style_pool(real_dir: str | Path, semantic_only: bool = False, *, roots: Sequence[str | Path]) -> list[dict]:
     """Real KITTI **train** rows of ``<real>/real_frames.csv``: image_id, image, semantic ('' if none).
 
-    Val rows are dropped here, before anything reads their pixels.
+    Val rows are dropped here, before anything reads their pixels; paths must lie inside ``roots``.
     """
     path = Path(real_dir) / "real_frames.csv"
-    df = read_manifest(path, ["image_id", "split", "image"], missing_hint="run the ingest stage first")
+    df = read_manifest(path, ["image_id", "split", "image"], roots=roots, missing_hint="run the ingest stage first")
     bad = ~df["split"].isin(["train", "val"])
     if bad.any():
         i = int(np.argmax(bad.to_numpy()))
@@ -301,7 +302,7 @@ def _absolute(frames: list[dict]) -> None:
 
 
 def run(dedupe_dir, real_dir, out_dir, report, style_cfg: dict, seed: int, device: str, workers: int,
-        grid: str | Path | None = None, *, timing: str | Path | None = None, tracker=None,
+        grid: str | Path | None = None, *, roots: Sequence[str | Path], timing: str | Path | None = None, tracker=None,
         scheduler="local", batch_size: int | None = None, max_in_flight: int | None = None,
         resume_dir: str | Path | None = None, on_error: str = "fail", outputs=None,
         max_skip_fraction: float | None = None) -> dict:
@@ -310,6 +311,7 @@ def run(dedupe_dir, real_dir, out_dir, report, style_cfg: dict, seed: int, devic
     ``scheduler`` / ``batch_size`` (frames per Dask task) / ``max_in_flight`` / ``resume_dir`` are
     :func:`sim2real.parallel.compute_options`'s; they change where batches run, never the bytes
     (the torch thread count per process does: it is ``cpu_count // workers`` everywhere, ``workers`` being ``compute.processes``).
+    ``roots``: the data roots the manifests' paths must lie in (:func:`sim2real.safety.data_roots`).
     ``timing``: CSV of wall-clock seconds; ``tracker``: an entered :class:`sim2real.tracking.Tracker`.
     ``on_error``: only ``fail`` (a bad frame stops the stage, naming it; ``max_skip_fraction``
     is therefore unused). ``outputs``: the stage's :func:`sim2real.io.atomic_outputs` transaction (default: its own);
@@ -328,8 +330,8 @@ def run(dedupe_dir, real_dir, out_dir, report, style_cfg: dict, seed: int, devic
         from sim2real.style.wct2_checkpoints import load_wct2
         WCT2Options.from_params(style_cfg)
         load_wct2(style_cfg.get("wct2_checkpoints"))  # the clear errors, before any work
-    frames = read_content_frames(dedupe_dir)
-    pool = read_style_pool(real_dir, bool(style_cfg.get("semantic_only", False)))
+    frames = read_content_frames(dedupe_dir, roots=roots)
+    pool = read_style_pool(real_dir, bool(style_cfg.get("semantic_only", False)), roots=roots)
     distributed = is_distributed(scheduler)
     workers = 1 if device != "cpu" else max(1, int(workers))
     pick = pair_styles(frames, pool, str(style_cfg.get("pairing", "random")), seed, workers)

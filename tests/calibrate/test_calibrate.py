@@ -114,10 +114,11 @@ def test_reads_only_the_real_train_split(tmp_path):
         boxes.append({"image_id": f"{i:06d}", "type": "Car", "left": 5, "top": 5, "right": 30, "bottom": 30, "z": 12.0})
     pd.DataFrame(rows).to_csv(tmp_path / "real_frames.csv", index=False)
     pd.DataFrame(boxes).to_csv(tmp_path / "real_boxes.csv", index=False)
-    got = read_real_frames(tmp_path / "real_frames.csv", tmp_path / "real_boxes.csv", ["Car"], None, 0)
+    got = read_real_frames(tmp_path / "real_frames.csv", tmp_path / "real_boxes.csv", ["Car"], None, 0, roots=[tmp_path])
     assert [r.image_id for r in got] == ["000001", "000003", "000005"]
     assert all(len(r.boxes) == 1 and r.distance_m[0] == 12.0 for r in got)
-    assert len(read_real_frames(tmp_path / "real_frames.csv", tmp_path / "real_boxes.csv", ["Car"], 2, 0)) == 2
+    assert len(read_real_frames(tmp_path / "real_frames.csv", tmp_path / "real_boxes.csv", ["Car"], 2, 0,
+                                roots=[tmp_path])) == 2
 
 
 def test_subsample_is_seeded_sorted_and_bounded():

@@ -294,24 +294,26 @@ def test_domain_statistics():
 
 # ------------------------------------------------------------------------------ stage CLIs (no DVC)
 def _stage_world(root: Path, rng: np.random.Generator) -> None:
-    """A tiny world in ``root``: dedupe/frames.csv (odd-sized frames + labels), ingest/real_frames.csv."""
+    """A tiny world in ``root``: data/dedupe/frames.csv (odd-sized frames + labels), data/ingest/real_frames.csv
+    (inside the data roots the stages build from params)."""
     rows, real = [], []
     for i, var in enumerate(["clone", "clone", "fog"]):
-        img = root / f"sim/{i}.png"
+        img = root / f"data/sim/{i}.png"
         write_image(img, scene(rng, 45, 75))
-        label = root / f"dedupe/labels/f{i}.txt"
+        label = root / f"data/dedupe/labels/f{i}.txt"
         label.parent.mkdir(parents=True, exist_ok=True)
         label.write_text(f"0 0.5 0.5 0.2 0.{i + 1}\n")
-        rows.append({"frame_id": f"f{i}", "variation": var, "image": f"sim/{i}.png", "label": f"dedupe/labels/f{i}.txt"})
+        rows.append({"frame_id": f"f{i}", "variation": var, "image": f"data/sim/{i}.png",
+                     "label": f"data/dedupe/labels/f{i}.txt"})
     for i, split in enumerate(["train", "train", "val"]):
-        write_image(root / f"real/{i}.png", realish(scene(rng, 46, 74)))
-        real.append({"image_id": f"{i:06d}", "split": split, "image": f"real/{i}.png"})
-    pd.DataFrame(rows).to_csv(root / "dedupe/frames.csv", index=False)
-    (root / "ingest").mkdir()
-    pd.DataFrame(real).to_csv(root / "ingest/real_frames.csv", index=False)
+        write_image(root / f"data/real/{i}.png", realish(scene(rng, 46, 74)))
+        real.append({"image_id": f"{i:06d}", "split": split, "image": f"data/real/{i}.png"})
+    pd.DataFrame(rows).to_csv(root / "data/dedupe/frames.csv", index=False)
+    (root / "data/ingest").mkdir()
+    pd.DataFrame(real).to_csv(root / "data/ingest/real_frames.csv", index=False)
     shipped = yaml.safe_load((Path(__file__).resolve().parents[2] / "params.yaml").read_text())
     params = {"seed": 0, "compute": {**shipped["compute"], "processes": 1, "torch_threads": 1, "device": "cpu"},
-              "data": {**shipped["data"], "on_error": "fail"},
+              "data": {**shipped["data"], "on_error": "fail"}, "tracking": shipped["tracking"],
               "cyclegan": {**shipped["cyclegan"], "variations": ["clone"],
                            "train": {**shipped["cyclegan"]["train"], **TINY, "ngf": 4, "ndf": 4, "crop_px": 24,
                                      "iterations": 3, "checkpoint_every": 2},
@@ -326,11 +328,11 @@ def test_stage_clis_train_then_translate(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("WANDB_MODE", "disabled")
     _stage_world(tmp_path, np.random.default_rng(0))
-    translate_args = ["--synthetic", "dedupe", "--real", "ingest", "--model", "model", "--out", "aug/cyclegan",
+    translate_args = ["--synthetic", "data/dedupe", "--real", "data/ingest", "--model", "model", "--out", "aug/cyclegan",
                       "--report", "reports/translate.json"]
     with pytest.raises(DataError, match=r"generator_a2b\.pt.*not found"):
         cyclegan_translate.main(translate_args)
-    cyclegan_train.main(["--synthetic", "dedupe", "--real", "ingest", "--checkpoints", "ckpt", "--out", "model",
+    cyclegan_train.main(["--synthetic", "data/dedupe", "--real", "data/ingest", "--checkpoints", "ckpt", "--out", "model",
                          "--losses", "reports/losses.csv", "--report", "reports/train.json", "--live", "live"])
     assert pd.read_csv("reports/losses.csv")["step"].tolist() == [1, 2, 3]
     assert json.loads(Path("reports/train.json").read_text())["frames_b"] == 2  # the val row is not used
@@ -339,7 +341,7 @@ def test_stage_clis_train_then_translate(tmp_path, monkeypatch):
     first = {f: json.loads(Path(f).read_text()) for f in ("reports/train.json", "live/metrics.json")}
     # rerun on the finished (persisted) checkpoint: no training, and the DVCLive curves are kept;
     # the metrics are equal (run history such as resumed_from is not a DVC metric)
-    cyclegan_train.main(["--synthetic", "dedupe", "--real", "ingest", "--checkpoints", "ckpt", "--out", "model",
+    cyclegan_train.main(["--synthetic", "data/dedupe", "--real", "data/ingest", "--checkpoints", "ckpt", "--out", "model",
                          "--losses", "reports/losses.csv", "--report", "reports/train.json", "--live", "live"])
     assert {f: json.loads(Path(f).read_text()) for f in first} == first
     assert (tmp_path / "live/plots/metrics/loss_G.tsv").read_text() == curve
@@ -354,7 +356,7 @@ def test_stage_clis_train_then_translate(tmp_path, monkeypatch):
     report = json.loads(Path("reports/translate.json").read_text())
     assert report["frames"] == 2 and {"real_train", "real_val"} <= set(report)
     # data.on_error: skip -> a corrupt frame is left out and listed; fail (above) stops naming it
-    Path("sim/1.png").write_bytes(b"\x89PNG broken")
+    Path("data/sim/1.png").write_bytes(b"\x89PNG broken")
     with pytest.raises(DataError, match=r"sim/1\.png"):
         cyclegan_translate.main(translate_args)
     params = yaml.safe_load(Path("params.yaml").read_text())

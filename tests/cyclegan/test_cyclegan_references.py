@@ -286,7 +286,7 @@ def test_translate_stage_runs_an_official_file_like_the_project_one(tmp_path, mo
     torch.save(to_official(g, running_stats=True, prefix="module."), tmp_path / "pretrained" / "latest_net_G_A.pth")
     outputs = {}
     for name, model in (("own", "model"), ("official", "pretrained/latest_net_G_A.pth")):
-        args = ["--synthetic", "dedupe", "--real", "ingest", "--model", model, "--out", f"aug/{name}",
+        args = ["--synthetic", "data/dedupe", "--real", "data/ingest", "--model", model, "--out", f"aug/{name}",
                 "--report", f"reports/{name}.json"]
         with warnings.catch_warnings(record=True):
             warnings.simplefilter("always")
@@ -298,7 +298,7 @@ def test_translate_stage_runs_an_official_file_like_the_project_one(tmp_path, mo
     assert official["layout"] == "official" and official["dropped_running_stats"] == 3 * 7
 
     path, marker = _unsafe_file(tmp_path)
-    args = ["--synthetic", "dedupe", "--real", "ingest", "--model", str(path), "--out", "aug/evil",
+    args = ["--synthetic", "data/dedupe", "--real", "data/ingest", "--model", str(path), "--out", "aug/evil",
             "--report", "reports/evil.json"]
     with pytest.raises(SystemExit) as exit_:
         entrypoint(lambda: cyclegan_translate.main(args))

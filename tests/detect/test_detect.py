@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_build_train_set_links_images_and_copies_labels(tmp_path):
     src = make_variant(tmp_path / "aug", "depth_blur", n=4)
     out = tmp_path / "ds"
-    table = datasets.build_train_set([src], out, n_classes=3)
+    table = datasets.build_train_set([src], out, n_classes=3, roots=[tmp_path])
     assert len(table) == 4 and (table["n_boxes"] == 2).all()
     frames = pd.read_csv(src / "frames.csv")
     for fid, img in zip(frames["frame_id"], frames["image"]):
@@ -56,19 +56,19 @@ def test_build_train_set_rejects_bad_class_and_missing_image(tmp_path):
     lab = sorted((src / "labels").glob("*.txt"))[0]
     lab.write_text("5 0.5 0.5 0.1 0.1\n")
     with pytest.raises(DataError, match=r"class id 5 outside 0..2"):
-        datasets.build_train_set([src], tmp_path / "o1", n_classes=3)
+        datasets.build_train_set([src], tmp_path / "o1", n_classes=3, roots=[tmp_path])
     src2 = make_variant(tmp_path / "aug2", "v", n=2)
     next((src2 / "images").glob("*.jpg")).unlink()
     with pytest.raises(DataError, match="not found"):
-        datasets.build_train_set([src2], tmp_path / "o2", n_classes=3)
+        datasets.build_train_set([src2], tmp_path / "o2", n_classes=3, roots=[tmp_path])
     (src2 / "frames.csv").write_text("frame_id,image\nx,y\n")
     with pytest.raises(DataError, match="missing column"):
-        datasets.build_train_set([src2], tmp_path / "o3", n_classes=3)
+        datasets.build_train_set([src2], tmp_path / "o3", n_classes=3, roots=[tmp_path])
 
 
 def test_paths_relative_to_the_dataset_folder_are_resolved(tmp_path):
     src = make_variant(tmp_path / "aug", "rel", n=2, relative_to=tmp_path / "aug" / "rel")
-    table = datasets.build_train_set([src], tmp_path / "o", n_classes=3)
+    table = datasets.build_train_set([src], tmp_path / "o", n_classes=3, roots=[tmp_path])
     assert len(table) == 2
 
 
@@ -90,14 +90,15 @@ def test_mix_selection_partitions_frames_at_one_over_n(n_sources):
 def test_build_mix_writes_a_variant_dataset(tmp_path):
     a = make_variant(tmp_path / "aug", "a", n=10, seed=1)
     b = make_variant(tmp_path / "aug", "b", n=10, seed=2)
-    table = datasets.build_mix([a, b], tmp_path / "tmpmix", fraction=0.5, seed=0, final_dir=tmp_path / "mix")
+    table = datasets.build_mix([a, b], tmp_path / "tmpmix", fraction=0.5, seed=0, final_dir=tmp_path / "mix",
+                               roots=[tmp_path])
     assert len(table) == 10                               # a partition of the 10 base frames
     assert sorted(table["base_frame_id"]) == sorted(pd.read_csv(a / "frames.csv")["frame_id"])
     assert set(table["source"]) <= {"a", "b"}
     assert table["image"].str.startswith(str(tmp_path / "mix")).all()
     (tmp_path / "tmpmix").rename(tmp_path / "mix")
     # the mix is itself a valid variant dataset
-    assert len(datasets.build_train_set([tmp_path / "mix"], tmp_path / "ds", n_classes=3)) == 10
+    assert len(datasets.build_train_set([tmp_path / "mix"], tmp_path / "ds", n_classes=3, roots=[tmp_path])) == 10
 
 
 def test_kitti_to_yolo_class_map_drops_others_and_clips():
@@ -113,7 +114,7 @@ def test_kitti_to_yolo_class_map_drops_others_and_clips():
 def test_build_real_val_keeps_kitti_labels_and_converts(tmp_path):
     csv = make_real(tmp_path / "kitti", n=3)
     out = tmp_path / "val"
-    table = datasets.build_real_val(csv, out, ["Car", "Van", "Truck"])
+    table = datasets.build_real_val(csv, out, ["Car", "Van", "Truck"], roots=[tmp_path])
     assert len(table) == 3                                  # the split == train frame is left out
     for iid in table["image_id"]:
         original = kitti.read_label(tmp_path / "kitti" / "training" / "label_2" / f"{iid}.txt")
@@ -122,7 +123,7 @@ def test_build_real_val_keeps_kitti_labels_and_converts(tmp_path):
         y = yolo.read_labels(out / "labels" / f"{iid}.txt")
         assert sorted(y["cls"]) == [0, 1]                   # Car, Van; DontCare and Pedestrian dropped
     with pytest.raises(DataError, match="split == 'test'"):
-        datasets.build_real_val(csv, tmp_path / "v2", ["Car"], split="test")
+        datasets.build_real_val(csv, tmp_path / "v2", ["Car"], split="test", roots=[tmp_path])
     assert not (out / "calib").exists()                     # the manifest has no calib files
     # with calib files, each val image's P2 comes along (the study's distance estimate)
     frames = pd.read_csv(csv, dtype={"image_id": str})
@@ -130,7 +131,7 @@ def test_build_real_val_keeps_kitti_labels_and_converts(tmp_path):
         kitti.write_calib(tmp_path / "kitti" / "calib" / f"{iid}.txt", {"P2": np.eye(3, 4) * (int(iid) + 1)})
     frames["calib"] = [str(tmp_path / "kitti" / "calib" / f"{iid}.txt") for iid in frames["image_id"]]
     frames.to_csv(csv, index=False)
-    datasets.build_real_val(csv, tmp_path / "v3", ["Car"])
+    datasets.build_real_val(csv, tmp_path / "v3", ["Car"], roots=[tmp_path])
     for iid in table["image_id"]:
         assert kitti.read_calib(tmp_path / "v3" / "calib" / f"{iid}.txt")["P2"][0, 0] == int(iid) + 1
 
@@ -138,11 +139,11 @@ def test_build_real_val_keeps_kitti_labels_and_converts(tmp_path):
 def test_real_train_split_is_a_variant_dataset_without_val_images(tmp_path):
     csv = make_real(tmp_path / "kitti", n=3)                # frames 0..2 val, frame 3 train
     out = tmp_path / "real_train"
-    table = datasets.build_real_val(csv, out, ["Car", "Van", "Truck"], split="train")
+    table = datasets.build_real_val(csv, out, ["Car", "Van", "Truck"], split="train", roots=[tmp_path])
     assert table["frame_id"].tolist() == ["000003"]
     assert sorted(p.stem for p in (out / "images").iterdir()) == ["000003"]
     # it passes the variant-dataset contract, so build_dataset@real links it like any variant
-    built = datasets.build_train_set([out], tmp_path / "ds", n_classes=3)
+    built = datasets.build_train_set([out], tmp_path / "ds", n_classes=3, roots=[tmp_path])
     assert built["frame_id"].tolist() == ["000003"] and built["n_boxes"].tolist() == [2]
 
 
@@ -174,9 +175,9 @@ def test_train_seeds_and_the_train_stage_params_in_dvc_yaml():
 def test_ultralytics_view_keeps_caches_outside_the_dataset(tmp_path):
     src = make_variant(tmp_path / "aug", "v", n=3)
     ds = tmp_path / "ds"
-    datasets.build_train_set([src], ds, n_classes=3)
+    datasets.build_train_set([src], ds, n_classes=3, roots=[tmp_path])
     val = tmp_path / "val"
-    datasets.build_real_val(make_real(tmp_path / "kitti", n=2), val, ["Car", "Van", "Truck"])
+    datasets.build_real_val(make_real(tmp_path / "kitti", n=2), val, ["Car", "Van", "Truck"], roots=[tmp_path])
     scratch = tmp_path / "scratch"
     data_yaml = datasets.stage_for_ultralytics(scratch, ds, val, ["Car", "Van", "Truck"])
     data = yaml.safe_load(data_yaml.read_text())

@@ -68,8 +68,8 @@ def first_state(cfg: DetectTrainConfig, tmp_path: Path) -> dict[str, torch.Tenso
     """The trainer's model parameters right after ultralytics set it up (before any step)."""
     ds, val = tmp_path / "ds", tmp_path / "val"
     if not ds.exists():
-        datasets.build_train_set([make_variant(tmp_path / "aug", "v", n=4)], ds, n_classes=3)
-        datasets.build_real_val(make_real(tmp_path / "kitti", n=2), val, CLASSES)
+        datasets.build_train_set([make_variant(tmp_path / "aug", "v", n=4)], ds, n_classes=3, roots=[tmp_path])
+        datasets.build_real_val(make_real(tmp_path / "kitti", n=2), val, CLASSES, roots=[tmp_path])
     scratch = tmp_path / f"scratch-{cfg.weights}"
     data_yaml = datasets.stage_for_ultralytics(scratch, ds, val, CLASSES)
     got = {}
@@ -111,8 +111,8 @@ def test_torch_threads_reach_the_training_loop(configured):
     tmp_path = configured
     wanted = NUM_THREADS + 1                       # never ultralytics' own choice
     ds, val = tmp_path / "ds", tmp_path / "val"
-    datasets.build_train_set([make_variant(tmp_path / "aug", "v", n=4)], ds, n_classes=3)
-    datasets.build_real_val(make_real(tmp_path / "kitti", n=2), val, CLASSES)
+    datasets.build_train_set([make_variant(tmp_path / "aug", "v", n=4)], ds, n_classes=3, roots=[tmp_path])
+    datasets.build_real_val(make_real(tmp_path / "kitti", n=2), val, CLASSES, roots=[tmp_path])
     data_yaml = datasets.stage_for_ultralytics(tmp_path / "scratch", ds, val, CLASSES)
     seen = []
 

@@ -39,7 +39,7 @@ def perfect(labels: list[pd.DataFrame], found: int) -> list[pd.DataFrame]:
 
 def score(tmp_path, variant, seeds=(0,), study=STUDY):
     return S.score_variant(variant, tmp_path / "eval", tmp_path / "val", seeds=list(seeds), classes=CLASSES,
-                           kitti_classes=["Car"], study=study)
+                           kitti_classes=["Car"], study=study, roots=[tmp_path])
 
 
 def test_gap_closure_on_hand_made_detection_files(tmp_path):
@@ -169,7 +169,7 @@ def test_score_stage_writes_metrics_and_names_bad_input(tmp_path):
     shipped = yaml.safe_load((ROOT / "params.yaml").read_text())
     (tmp_path / "params.yaml").write_text(json.dumps({
         "study": STUDY, "train": {**shipped["train"], "seeds": [0]}, "classes": CLASSES,
-        "evaluate": {**shipped["evaluate"], "kitti_classes": ["Car"]}}))
+        "evaluate": {**shipped["evaluate"], "kitti_classes": ["Car"]}, "data": shipped["data"]}))
     cmd = [sys.executable, "-m", "stages.score", "--variant", "baseline", "--eval", str(tmp_path / "eval"),
            "--val", str(tmp_path / "val"), "--out", str(tmp_path / "m.json")]
     from conftest import ROOT
@@ -182,7 +182,7 @@ def test_score_stage_writes_metrics_and_names_bad_input(tmp_path):
     assert bad.returncode == 1 and "depth_blur/seed0/detections" in bad.stderr and "Traceback" not in bad.stderr
     with pytest.raises(ConfigError, match="bootstrap_resamples"):
         S.score_variant("baseline", tmp_path / "eval", tmp_path / "val", seeds=[0], classes=CLASSES,
-                        kitti_classes=["Car"], study={**STUDY, "bootstrap_resamples": 100})
+                        kitti_classes=["Car"], study={**STUDY, "bootstrap_resamples": 100}, roots=[tmp_path])
     (tmp_path / "val" / "calib" / "000003.txt").unlink()
     with pytest.raises(DataError, match="calib/000003.txt"):
         score(tmp_path, "baseline")

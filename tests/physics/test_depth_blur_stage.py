@@ -18,6 +18,7 @@ from sim2real.formats.images import write_gray, write_image
 from sim2real.formats.vkitti2 import write_depth
 from sim2real.formats.yolo import read_labels
 from sim2real.physics.dataset import run
+from sim2real.safety import data_roots
 
 ROOT = Path(__file__).resolve().parents[2]
 W, H = 320, 120
@@ -59,8 +60,8 @@ PARAMS = {"blur": {"mode": "distance", "sigma": [1.0, 3.0], "near_m": 5.0, "far_
 
 def test_stage_writes_variant_drops_hidden_boxes_and_is_deterministic(tmp_path):
     d = fake_dedupe(tmp_path)
-    s1 = run(d, tmp_path / "a", tmp_path / "a.json", PARAMS, seed=0, workers=1)
-    s2 = run(d, tmp_path / "b", tmp_path / "b.json", PARAMS, seed=0, workers=2)
+    s1 = run(d, tmp_path / "a", tmp_path / "a.json", PARAMS, seed=0, workers=1, roots=[tmp_path])
+    s2 = run(d, tmp_path / "b", tmp_path / "b.json", PARAMS, seed=0, workers=2, roots=[tmp_path])
     assert s1 == s2 == json.loads((tmp_path / "a.json").read_text())
     assert s1["frames"] == 3 and s1["boxes_in"] == 6 and s1["boxes_dropped_low_transmission"] == 3
     assert s1["boxes_out"] == 3 and 1.0 <= s1["mean_blur_sigma_px"] <= 3.0
@@ -84,10 +85,10 @@ def test_stage_writes_variant_drops_hidden_boxes_and_is_deterministic(tmp_path):
     d1.mkdir()
     pd.read_csv(d / "frames.csv").iloc[[1]].to_csv(d1 / "frames.csv", index=False)
     pd.read_csv(d / "boxes_kept.csv").query("frame_id == 'Scene01_clone_c0_00001'").to_csv(d1 / "boxes_kept.csv", index=False)
-    run(d1, one, tmp_path / "one.json", PARAMS, seed=0, workers=1)
+    run(d1, one, tmp_path / "one.json", PARAMS, seed=0, workers=1, roots=[tmp_path])
     assert filecmp.cmp(one / "images" / "Scene01_clone_c0_00001.jpg", tmp_path / "a" / "images" / "Scene01_clone_c0_00001.jpg",
                        shallow=False)
-    run(d, tmp_path / "c", tmp_path / "c.json", PARAMS, seed=1, workers=1)
+    run(d, tmp_path / "c", tmp_path / "c.json", PARAMS, seed=1, workers=1, roots=[tmp_path])
     assert not filecmp.cmp(tmp_path / "c" / "images" / f"{fid}.jpg", tmp_path / "a" / "images" / f"{fid}.jpg", shallow=False)
 
 
@@ -98,23 +99,23 @@ def test_stage_bad_inputs_name_the_frame_or_file(tmp_path):
     write_gray(depth8, np.full((H, W), 30, np.uint8))
     frames.assign(depth=str(depth8)).to_csv(d / "frames.csv", index=False)
     with pytest.raises(DataError, match=r"depth8\.png: frame Scene01_clone_c0_00000: .*16-bit"):
-        run(d, tmp_path / "o", tmp_path / "o.json", PARAMS, seed=0, workers=1)
+        run(d, tmp_path / "o", tmp_path / "o.json", PARAMS, seed=0, workers=1, roots=[tmp_path])
     small = tmp_path / "small.png"
     write_depth(small, np.full((H, W - 2), 30.0, np.float32))
     frames.assign(depth=str(small)).to_csv(d / "frames.csv", index=False)
     with pytest.raises(DataError, match=r"small\.png: frame Scene01_clone_c0_00000: depth map is 318x120"):
-        run(d, tmp_path / "o", tmp_path / "o.json", PARAMS, seed=0, workers=2)
+        run(d, tmp_path / "o", tmp_path / "o.json", PARAMS, seed=0, workers=2, roots=[tmp_path])
     assert not (tmp_path / "o").exists()  # atomic: nothing half-written
     frames.to_csv(d / "frames.csv", index=False)
     bad = {**PARAMS, "haze": {**PARAMS["haze"], "visibility_m": -100}}
     with pytest.raises(Exception, match="visibility_m must be > 0"):
-        run(d, tmp_path / "o", tmp_path / "o.json", bad, seed=0, workers=1)
+        run(d, tmp_path / "o", tmp_path / "o.json", bad, seed=0, workers=1, roots=[tmp_path])
 
 
 def test_stage_cli_prints_one_line_error(tmp_path):
-    d = fake_dedupe(tmp_path, n_frames=1)
+    d = fake_dedupe(tmp_path / "data", n_frames=1)  # inside the data roots the stage builds from params
     frames = pd.read_csv(d / "frames.csv")
-    small = tmp_path / "small.png"
+    small = tmp_path / "data" / "small.png"
     write_depth(small, np.full((H - 1, W), 30.0, np.float32))
     frames.assign(depth=str(small)).to_csv(d / "frames.csv", index=False)
     shipped = yaml.safe_load((ROOT / "params.yaml").read_text())  # sections are validated whole on load
@@ -161,7 +162,8 @@ def test_pipeline_rerun_is_byte_identical(pipeline_repo, tmp_path, monkeypatch):
     monkeypatch.chdir(pipeline_repo)
     p = yaml.safe_load((pipeline_repo / "params.yaml").read_text())
     params = {k: p[k] for k in ("blur", "haze", "camera")}
-    run("data/dedupe", tmp_path / "again", tmp_path / "again.json", params, seed=int(p["seed"]), workers=1)
+    run("data/dedupe", tmp_path / "again", tmp_path / "again.json", params, seed=int(p["seed"]), workers=1,
+        roots=data_roots(p["data"]))
     ref = pipeline_repo / "data" / "aug" / "depth_blur"
     names = sorted(x.name for x in (ref / "images").iterdir())
     assert names == sorted(x.name for x in (tmp_path / "again" / "images").iterdir())
@@ -225,12 +227,13 @@ def test_on_error_skip_lists_the_corrupt_frame_in_the_report(tmp_path, workers):
     bad = pd.read_csv(d / "frames.csv").loc[1, "rgb"]
     Path(bad).write_bytes(b"\xff\xd8 truncated jpeg")
     with pytest.raises(DataError, match=r"rgb_1\.jpg"):
-        run(d, tmp_path / "f", tmp_path / "f.json", PARAMS, seed=0, workers=workers)
+        run(d, tmp_path / "f", tmp_path / "f.json", PARAMS, seed=0, workers=workers, roots=[tmp_path])
     with pytest.raises(DataError, match=r"1 of 3 frames skipped .*data.max_skip_fraction"):
-        run(d, tmp_path / "s", tmp_path / "s.json", PARAMS, seed=0, workers=workers, on_error="skip")
+        run(d, tmp_path / "s", tmp_path / "s.json", PARAMS, seed=0, workers=workers, on_error="skip",
+            roots=[tmp_path])
     assert not (tmp_path / "s").exists() and not (tmp_path / "s.json").exists()
     s = run(d, tmp_path / "s", tmp_path / "s.json", PARAMS, seed=0, workers=workers, on_error="skip",
-            max_skip_fraction=0.5)
+            max_skip_fraction=0.5, roots=[tmp_path])
     assert s["frames_in"] == 3 and s["frames_out"] == 2 and s["frames_skipped"] == 1
     assert [k["frame_id"] for k in s["skipped"]] == ["Scene01_clone_c0_00001"]
     assert "rgb_1.jpg" in s["skipped"][0]["message"]

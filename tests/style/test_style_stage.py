@@ -14,6 +14,8 @@ from sim2real.errors import ConfigError
 from sim2real.formats.images import read_rgb, write_gray, write_image
 from sim2real.formats.vkitti2 import CATEGORY_COLORS
 from sim2real.io import tree_digest
+from sim2real.params import load_params
+from sim2real.safety import data_roots
 from sim2real.style import stage as st
 from stages import style_transfer
 
@@ -71,19 +73,19 @@ def make_world(root: Path, h=48, w=96, n_frames=2) -> tuple[Path, Path]:
 
 def test_style_pool_is_train_only_even_when_val_matches_best(tmp_path):
     ded, ing = make_world(tmp_path)
-    pool = st.read_style_pool(ing)
+    pool = st.read_style_pool(ing, roots=[tmp_path])
     assert {p["image_id"] for p in pool} == {"000000", "000002", "000004"}
-    frames = st.read_content_frames(ded)
+    frames = st.read_content_frames(ded, roots=[tmp_path])
     for pairing in ("histogram", "random"):
         picks = st.pair_styles(frames, pool, pairing, seed=0)
         assert all(pool[k]["image_id"] in {"000000", "000002", "000004"} for k in picks)
-    assert [p["image_id"] for p in st.read_style_pool(ing, semantic_only=True)] == ["000000"]
+    assert [p["image_id"] for p in st.read_style_pool(ing, semantic_only=True, roots=[tmp_path])] == ["000000"]
 
 
 def test_stage_run_writes_variant_and_copies_labels(tmp_path):
     ded, ing = make_world(tmp_path)
     out, rep, grid = tmp_path / "out", tmp_path / "rep.json", tmp_path / "grid.jpg"
-    s = st.run(ded, ing, out, rep, style_params(), seed=0, device="cpu", workers=1, grid=grid)
+    s = st.run(ded, ing, out, rep, style_params(), seed=0, device="cpu", workers=1, grid=grid, roots=[tmp_path])
     table = pd.read_csv(out / "frames.csv", keep_default_na=False, dtype={"style_image_id": str})
     assert list(table.columns[: len(SPEC_COLUMNS)]) == SPEC_COLUMNS
     assert table["style_image_id"].isin(["000000", "000002", "000004"]).all()
@@ -96,12 +98,13 @@ def test_stage_run_writes_variant_and_copies_labels(tmp_path):
     assert read_rgb(grid).shape[1] == 4 * 414
     # same params, same bytes
     out2 = tmp_path / "out2"
-    st.run(ded, ing, out2, tmp_path / "rep2.json", style_params(), seed=0, device="cpu", workers=1)
+    st.run(ded, ing, out2, tmp_path / "rep2.json", style_params(), seed=0, device="cpu", workers=1, roots=[tmp_path])
     for f in ("f0", "f1"):
         assert (out / "images" / f"{f}.jpg").read_bytes() == (out2 / "images" / f"{f}.jpg").read_bytes()
     # nst through the stage: batched, steps recorded, labels still copied
     out3 = tmp_path / "out3"
-    st.run(ded, ing, out3, tmp_path / "rep3.json", style_params(method="nst"), seed=0, device="cpu", workers=1)
+    st.run(ded, ing, out3, tmp_path / "rep3.json", style_params(method="nst"), seed=0, device="cpu", workers=1,
+           roots=[tmp_path])
     t3 = pd.read_csv(out3 / "frames.csv")
     assert (t3["steps"] == 2).all() and (t3["method"] == "nst").all() and np.isfinite(t3["style_loss"]).all()
     assert json.loads((tmp_path / "rep3.json").read_text())["vgg_weights"] == "random"
@@ -115,7 +118,8 @@ def test_same_params_give_a_byte_identical_output_folder(tmp_path):
         runs = []
         for k in range(2):  # the same paths each time, as under `dvc repro`
             out, rep, timing = tmp_path / "out", tmp_path / "rep.json", tmp_path / "timing.csv"
-            st.run(ded, ing, out, rep, style_params(method=method), seed=0, device="cpu", workers=1, timing=timing)
+            st.run(ded, ing, out, rep, style_params(method=method), seed=0, device="cpu", workers=1, timing=timing,
+                   roots=[tmp_path])
             runs.append((tree_digest(out), rep.read_bytes()))
             out.rename(tmp_path / f"{method}{k}")
             t = pd.read_csv(timing)
@@ -127,7 +131,7 @@ def test_same_params_give_a_byte_identical_output_folder(tmp_path):
         # compute.resume (finished batches kept in a scratch folder): the same bytes, scratch cleared after
         scratch = tmp_path / "scratch"
         st.run(ded, ing, tmp_path / "out", tmp_path / "rep.json", style_params(method=method), seed=0, device="cpu",
-               workers=1, resume_dir=scratch)
+               workers=1, resume_dir=scratch, roots=[tmp_path])
         assert tree_digest(tmp_path / "out") == d0 and not list(scratch.glob("*/*"))
         (tmp_path / "out").rename(tmp_path / f"{method}_resume")
         assert r0 == r1 and "seconds" not in r0.decode()
@@ -144,7 +148,8 @@ def test_stage_wct2_with_official_checkpoints_is_label_wise_and_deterministic(tm
                           pairing="random")
     digests = []
     for k in range(2):  # the same paths each time, as under `dvc repro`
-        s = st.run(ded, ing, tmp_path / "out", tmp_path / "r.json", params, seed=0, device="cpu", workers=1)
+        s = st.run(ded, ing, tmp_path / "out", tmp_path / "r.json", params, seed=0, device="cpu", workers=1,
+                   roots=[tmp_path])
         digests.append(tree_digest(tmp_path / "out"))
         (tmp_path / "out").rename(tmp_path / f"out{k}")
     assert digests[0] == digests[1]
@@ -154,14 +159,15 @@ def test_stage_wct2_with_official_checkpoints_is_label_wise_and_deterministic(tm
     assert semantic.any() and list(table["regions"]) == ["semantic" if x else "global" for x in semantic]
     assert s["frames_semantic_regions"] == int(semantic.sum())
     with pytest.raises(ConfigError, match=r"style\.wct2_schedule"):
-        st.run(ded, ing, tmp_path / "o", tmp_path / "r.json", dict(params, wct2_schedule="paper"), 0, "cpu", 1)
+        st.run(ded, ing, tmp_path / "o", tmp_path / "r.json", dict(params, wct2_schedule="paper"), 0, "cpu", 1,
+               roots=[tmp_path])
 
 
 def test_stage_main_tracks_batches_and_grid_offline(tmp_path, monkeypatch):
     """main(): a W&B offline run (and DVCLive) with per-batch losses, the grid, the summary; wall-clock
     seconds only in the W&B summary, never in DVCLive's metrics (a DVC metric must not change between runs)."""
     from sim2real.tracking import offline_runs, read_offline_run
-    ded, ing = make_world(tmp_path)
+    ded, ing = make_world(tmp_path / "data")  # inside the data roots the stage builds from params
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["style"].update(batch_size=1)
     params["style"]["nst"].update(scales=[0.5], steps=[2])
@@ -201,11 +207,11 @@ def test_stage_on_dask_matches_local_and_loads_vgg_once_per_worker(cluster, tmp_
     monkeypatch.chdir(tmp_path)  # relative input paths, as in the DVC stage: the workers get absolute ones
     ded, ing = ded.relative_to(tmp_path), ing.relative_to(tmp_path)
     p = style_params(method=method, batch_size=1)
-    st.run(ded, ing, "out", "local.json", p, seed=0, device="cpu", workers=1)
+    st.run(ded, ing, "out", "local.json", p, seed=0, device="cpu", workers=1, roots=[tmp_path])
     Path("out").rename("local")
     before = client.run(st.model_loads)
     st.run(ded, ing, "out", "dask.json", p, seed=0, device="cpu", workers=1, scheduler=client, batch_size=1,
-           max_in_flight=2)
+           max_in_flight=2, roots=[tmp_path])
     assert tree_digest("local") == tree_digest("out")
     assert len(tree_digest("out")) == 9
     assert Path("local.json").read_bytes() == Path("dask.json").read_bytes()
@@ -220,14 +226,14 @@ def test_stage_on_dask_matches_local_and_loads_vgg_once_per_worker(cluster, tmp_
 def test_stage_config_errors_name_the_param(tmp_path, monkeypatch):
     ded, ing = make_world(tmp_path)
     with pytest.raises(ConfigError, match="style.method"):
-        st.run(ded, ing, tmp_path / "o", tmp_path / "r.json", style_params(method="gan"), 0, "cpu", 1)
+        st.run(ded, ing, tmp_path / "o", tmp_path / "r.json", style_params(method="gan"), 0, "cpu", 1, roots=[tmp_path])
     with pytest.raises(ConfigError, match=r"style\.wct2_checkpoints"):
-        st.run(ded, ing, tmp_path / "o", tmp_path / "r.json", style_params(method="wct2"), 0, "cpu", 1)
+        st.run(ded, ing, tmp_path / "o", tmp_path / "r.json", style_params(method="wct2"), 0, "cpu", 1, roots=[tmp_path])
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.setenv("SIM2REAL_OFFLINE", "1")
     with pytest.raises(ConfigError, match=r"style\.vgg_weights"):
         st.run(ded, ing, tmp_path / "o", tmp_path / "r.json",
-               style_params(method="nst", vgg_weights=str(tmp_path / "none.pth")), 0, "cpu", 1)
+               style_params(method="nst", vgg_weights=str(tmp_path / "none.pth")), 0, "cpu", 1, roots=[tmp_path])
     assert not (tmp_path / "o").exists()
 
 
@@ -251,8 +257,9 @@ def test_pipeline_style_variant(pipeline_repo, tmp_path, monkeypatch):
     # one frame re-rendered here is byte-identical to the pipeline's
     monkeypatch.chdir(repo)
     params = yaml.safe_load((repo / "params.yaml").read_text())
-    frames = st.read_content_frames("data/dedupe")
-    pool = {p["image_id"]: p for p in st.read_style_pool("data/ingest")}
+    roots = data_roots(load_params("data").data)
+    frames = st.read_content_frames("data/dedupe", roots=roots)
+    pool = {p["image_id"]: p for p in st.read_style_pool("data/ingest", roots=roots)}
     it = dict(frames[0])
     sp = pool[table["style_image_id"].iloc[0]]
     it.update(style_image_id=sp["image_id"], style_image=sp["image"], style_semantic=sp["semantic"])
