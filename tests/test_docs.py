@@ -32,3 +32,21 @@ def test_no_machine_paths():
     hits = [f"{p.relative_to(ROOT)}:{i}" for p in PAGES for i, line in enumerate(p.read_text().splitlines(), 1)
             if re.search(r"(/work/|/home/|/Users/|/tmp/pytest)", line)]
     assert not hits, hits
+
+
+def test_the_readme_answer_is_the_committed_metrics():
+    """The README's table is generated from reports/metrics (so it cannot drift from dvc.lock)."""
+    import json
+
+    import yaml
+
+    from sim2real.report.study import answer_markdown
+
+    variants = yaml.safe_load((ROOT / "params.yaml").read_text())["variants"]
+    folder = ROOT / "reports" / "metrics"
+    metrics = {v: json.loads((folder / f"{v}.json").read_text()) for v in variants if (folder / f"{v}.json").is_file()}
+    table = answer_markdown(metrics)
+    assert len(table.splitlines()) == 2 + len(variants)
+    assert table in (ROOT / "README.md").read_text(), (
+        "README's answer table differs from reports/metrics; paste the output of "
+        "`python -m sim2real.report.study reports/metrics params.yaml`:\n" + table)

@@ -62,7 +62,7 @@ class DetectTrainConfig:
     warmup_epochs: float = 0.0    # ultralytics warms up for max(warmup_epochs x batches/epoch, 100) iterations
     nbs: int = 4                  # nominal batch: gradients accumulate over max(round(nbs / batch), 1) batches
     mosaic: float = 1.0           # mosaic probability (ultralytics turns it off under rect)
-    val: bool = False             # validate every epoch (false: only after the last; best.pt = last epoch)
+    val: bool = False             # validate every epoch, keep the best (false: never in training; best.pt = last epoch)
     amp: bool = True  # only used on CUDA; always off on CPU
     seeds: tuple[int, ...] = (0,)  # training seeds of the study (one run each); ``seed`` is this run's
 
@@ -130,7 +130,34 @@ def _trainer_class():
     from ultralytics.models.yolo.detect import DetectionTrainer
 
     class OfflineDetectionTrainer(DetectionTrainer):
-        """DetectionTrainer whose module import applies sim2real's offline patches (DDP-safe)."""
+        """DetectionTrainer whose module import applies sim2real's offline patches (DDP-safe).
+
+        With ``train.val: false`` it makes no pass over the val set at all: ultralytics would
+        still validate the last epoch and then ``best.pt`` (the same weights) again, and the
+        ``evaluate@`` stage validates them a third time. The last epoch's row of ``results.csv``
+        keeps its metric columns, as NaN; ``best.pt`` is the last epoch and is stripped of the
+        optimizer as ultralytics' ``final_eval`` does.
+        """
+
+        def validate(self):
+            if self.args.val:
+                return super().validate()
+            fitness = -float(self.loss.detach().cpu())  # ultralytics' own fallback: the loss
+            if self.best_fitness is None or self.best_fitness < fitness:
+                self.best_fitness = fitness
+            keys = [*self.validator.metrics.keys, *self.label_loss_items(prefix="val")]
+            return {k: float("nan") for k in keys}, fitness
+
+        def final_eval(self):
+            if self.args.val:
+                return super().final_eval()
+            from ultralytics.utils import RANK
+            from ultralytics.utils.torch_utils import strip_optimizer
+
+            if RANK in {-1, 0}:
+                ckpt = strip_optimizer(self.last) if self.last.exists() else {}
+                if self.best.exists():
+                    strip_optimizer(self.best, updates={"train_results": ckpt.get("train_results")})
 
     OfflineDetectionTrainer.__module__ = __name__
     OfflineDetectionTrainer.__qualname__ = "OfflineDetectionTrainer"

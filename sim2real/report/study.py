@@ -175,3 +175,42 @@ def headline_html(metrics: Mapping[str, dict], gap_png: str, recall_png: str, le
             f"(real &minus; baseline), null when the real&minus;baseline interval includes 0.</p>\n"
             f"<img id=\"gap-closure\" src=\"{gap_png}\" alt=\"gap closure per variant\">\n"
             f"<img id=\"recall-by-distance\" src=\"{recall_png}\" alt=\"recall by distance\">\n")
+
+
+def answer_markdown(metrics: Mapping[str, dict]) -> str:
+    """The README's answer table (Markdown) from the metric dicts: oracle, baseline, then the rest
+    in the given order; KITTI Car AP|R40 in percent, mAP50, G with their bootstrap intervals.
+
+    ``python -m sim2real.report.study reports/metrics params.yaml`` prints it for the README."""
+    k = ci_key(level_of(metrics))
+
+    def num(x, fmt: str) -> str:
+        return "n/a" if x is None else format(x, fmt)
+
+    def with_ci(x, ci, fmt: str) -> str:
+        return num(x, fmt) if ci is None else f"{num(x, fmt)} [{num(ci[0], fmt)}, {num(ci[1], fmt)}]"
+
+    lines = [f"| variant | Car Easy | Car Moderate [{k[2:]} % CI] | Car Hard | mAP50 [{k[2:]} % CI] | "
+             "G, Car Moderate | G, mAP50 |", "|---|---:|---:|---:|---:|---:|---:|"]
+    order = [v for v in (ORACLE, BASELINE) if v in metrics] + [v for v in metrics if v not in (ORACLE, BASELINE)]
+    for v in order:
+        m = metrics[v]
+        car = m.get("kitti", {}).get("Car", {})
+        gaps = [m.get("gap_closure", {}).get(g, {}) for g in (HEADLINE[0], "mAP50")]
+        g_txt = ["—" if v in (ORACLE, BASELINE) else with_ci(g.get("value"), g.get(k), ".2f") for g in gaps]
+        lines.append(f"| `{v}` | {num(car.get('easy'), '.1f')} | {with_ci(car.get('moderate'), car.get(f'moderate_{k}'), '.1f')} "
+                     f"| {num(car.get('hard'), '.1f')} | {with_ci(m.get('mAP50', {}).get('all'), m.get(f'mAP50_{k}'), '.3f')} "
+                     f"| {g_txt[0]} | {g_txt[1]} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    import json
+    import sys
+    from pathlib import Path
+
+    import yaml
+
+    folder, params = Path(sys.argv[1]), yaml.safe_load(Path(sys.argv[2]).read_text())
+    print(answer_markdown({v: json.loads((folder / f"{v}.json").read_text()) for v in params["variants"]
+                           if (folder / f"{v}.json").is_file()}))

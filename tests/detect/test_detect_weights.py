@@ -9,6 +9,7 @@ import sys
 import types
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -133,6 +134,31 @@ def test_torch_threads_reach_the_training_loop(configured):
     finally:
         offline.set_torch_threads(NUM_THREADS)
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("val", [False, True])
+def test_train_val_false_makes_no_val_pass_and_strips_best(configured, val):
+    """``train.val: false``: no pass over val inside training (evaluate@ scores the weights);
+    ``best.pt`` is still the finished, optimizer-free checkpoint. ``true``: ultralytics validates."""
+    import pandas as pd
+
+    tmp_path = configured
+    ds, real = tmp_path / "ds", tmp_path / "val"
+    datasets.build_train_set([make_variant(tmp_path / "aug", "v", n=4)], ds, n_classes=3, roots=[tmp_path])
+    datasets.build_real_val(make_real(tmp_path / "kitti", n=2), real, CLASSES, roots=[tmp_path])
+    data_yaml = datasets.stage_for_ultralytics(tmp_path / "scratch", ds, real, CLASSES)
+    passes = []
+    cfg = DetectTrainConfig(model="yolov5n-p6.yaml", imgsz=64, epochs=2, batch=4, val=val)
+    best = train(cfg, data_yaml, tmp_path / "run", tmp_path / "scratch",
+                 callbacks={"on_val_start": lambda validator: passes.append(1)})
+    ckpt = torch.load(best, weights_only=False)  # the test's own run
+    assert ckpt["optimizer"] is None and ckpt["epoch"] == -1 and "train_results" in ckpt
+    table = pd.read_csv(tmp_path / "run" / "results.csv")
+    assert len(table) == 2 and "metrics/mAP50(B)" in table.columns and "val/box_loss" in table.columns
+    if val:
+        assert len(passes) >= 2 and table["metrics/mAP50(B)"].notna().all()  # every epoch, then best.pt
+    else:
+        assert passes == [] and np.isnan(table["metrics/mAP50(B)"].iloc[-1])  # earlier epochs: ultralytics' 0
 
 
 def test_weights_outside_weights_dir_are_refused(tmp_path):
