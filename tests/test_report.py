@@ -218,3 +218,17 @@ def test_pipeline_report_in_headless_chromium(pipeline_repo, tmp_path):
     assert len(page.imgs) >= 2 + 2                                    # two plots + at least one grid row
     for name in variants:
         assert f">{name}</td>" in dom
+
+
+def test_training_noise_line_reads_the_negative_control():
+    from sim2real.report.study import noise_line
+
+    def m(value, lo, hi):
+        return {"gap_closure": {"kitti_car_moderate": {"value": value, "ci95": [lo, hi]}}}
+
+    covered = noise_line({"control": m(-0.05, -0.12, 0.03)}, ["control"], 0.95)
+    assert "G = -0.05 [-0.12, 0.03]" in covered and "covers 0" in covered
+    off = noise_line({"control": m(-0.24, -0.34, -0.16)}, ["control"], 0.95)
+    assert "moves G by about 0.24" in off and "covers 0" not in off
+    assert noise_line({"control": m(None, None, None)}, ["control"], 0.95) == ""
+    assert noise_line({"control": m(-0.24, -0.34, -0.16)}, [], 0.95) == ""

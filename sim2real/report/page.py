@@ -295,8 +295,9 @@ def build_report(params_path: Path, metrics_dir: Path, gap_dir: Path, dedupe_pat
     metrics = {r["variant"]: r["metrics"] for r in rows}
     level = headline.level_of(metrics)
     recall = headline.recall_by_distance(metrics, level)
+    controls = [v for v, spec in variants.items() if isinstance(spec, dict) and spec.get("seed_offset")]
     head = headline.headline_html(metrics, png_data_uri(headline.gap_figure(metrics, level)),
-                                  png_data_uri(headline.recall_figure(recall)), level)
+                                  png_data_uri(headline.recall_figure(recall)), level, controls)
     text = render_html(rows, dedupe, params_text, blur_png, spec_png, (header, grid), width, head)
     summary: dict[str, Any] = {r["variant"]: {c[4]: v for c, (v, _) in zip(COLUMNS, r["cells"]) if v is not None}
                                for r in rows}

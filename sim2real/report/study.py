@@ -5,7 +5,7 @@ distance, and the far-car answer — all read from ``reports/metrics/<variant>.j
 from __future__ import annotations
 
 import html
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -159,16 +159,38 @@ def recall_figure(table: pd.DataFrame):
     return fig
 
 
-def headline_html(metrics: Mapping[str, dict], gap_png: str, recall_png: str, level: float) -> str:
-    """The report's first section: sentences, far-car line, cars per bin, the two figures."""
+def noise_line(metrics: Mapping[str, dict], controls: Sequence[str], level: float) -> str:
+    """What the negative controls (a variant's data trained with other seeds) say about training
+    noise: their G should be 0; "" without a control or a measurable G."""
+    k = ci_key(level)
+    parts = []
+    for v in controls:
+        g = metrics.get(v, {}).get("gap_closure", {}).get(HEADLINE[0], {})
+        if g.get("value") is None:
+            continue
+        ci = g.get(k)
+        covers = ci is not None and ci[0] <= 0 <= ci[1]
+        parts.append(f"the negative control {v} gets G = {g['value']:.2f} {_interval(ci, lambda x: f'{x:.2f}')}"
+                     + (", an interval that covers 0." if covers else
+                        f": one training seed moves G by about {abs(g['value']):.2f} here, more than the "
+                        f"val-image intervals show, so differences in G below that are not established by one "
+                        f"seed (train.seeds adds seeds and their t-interval)."))
+    return ("Training noise: " + "; ".join(parts)) if parts else ""
+
+
+def headline_html(metrics: Mapping[str, dict], gap_png: str, recall_png: str, level: float,
+                  controls: Sequence[str] = ()) -> str:
+    """The report's first section: sentences, training-noise line, far-car line, cars per bin, figures."""
     items = "".join(f"<li>{html.escape(sentence(v, m, level))}</li>" for v, m in metrics.items())
+    noise = noise_line(metrics, controls, level)
     any_m = next(iter(metrics.values()), {})
     bins = any_m.get("by_distance", {}).get("bins", {})
     per_bin = ", ".join(f"{html.escape(b)} m: {d.get('n_gt', 0)}" for b, d in bins.items()) or "n/a"
     n_img = any_m.get("val_images", "?")
     boot = any_m.get("bootstrap", {})
     return (f"<ul id=\"headline\">{items}</ul>\n"
-            f"<p id=\"far-cars\"><b>{html.escape(far_car_answer(metrics, level))}</b></p>\n"
+            + (f"<p id=\"training-noise\"><b>{html.escape(noise)}</b></p>\n" if noise else "")
+            + f"<p id=\"far-cars\"><b>{html.escape(far_car_answer(metrics, level))}</b></p>\n"
             f"<p class=\"note\">Real val: {n_img} images; Car ground truth per distance bin: {per_bin}. "
             f"Intervals: {int(round(level * 100))} % percentile bootstrap over val images "
             f"({boot.get('resamples', '?')} resamples, paired across variants); G = (v &minus; baseline) / "
