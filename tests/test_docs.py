@@ -36,16 +36,12 @@ def test_no_machine_paths():
 
 def test_the_readme_answer_is_the_committed_metrics():
     """The README's table is generated from reports/metrics (so it cannot drift from dvc.lock)."""
-    import json
-
     import yaml
 
-    from sim2real.report.study import answer_markdown
+    from sim2real.report.study import answer_markdown, read_variant_metrics
 
     variants = yaml.safe_load((ROOT / "params.yaml").read_text())["variants"]
-    folder = ROOT / "reports" / "metrics"
-    metrics = {v: json.loads((folder / f"{v}.json").read_text()) for v in variants if (folder / f"{v}.json").is_file()}
-    table = answer_markdown(metrics)
+    table = answer_markdown(read_variant_metrics(ROOT / "reports" / "metrics", variants))
     assert len(table.splitlines()) == 2 + len(variants)
     assert table in (ROOT / "README.md").read_text(), (
         "README's answer table differs from reports/metrics; paste the output of "

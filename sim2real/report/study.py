@@ -5,6 +5,8 @@ distance, and the far-car answer — all read from ``reports/metrics/<variant>.j
 from __future__ import annotations
 
 import html
+import json
+from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -226,13 +228,16 @@ def answer_markdown(metrics: Mapping[str, dict]) -> str:
     return "\n".join(lines)
 
 
+
+def read_variant_metrics(folder: Path, variants) -> dict[str, dict]:
+    """``{variant: <folder>/<variant>.json}`` in ``variants``' order, for the variants that have a file."""
+    return {v: json.loads((folder / f"{v}.json").read_text()) for v in variants if (folder / f"{v}.json").is_file()}
+
+
 if __name__ == "__main__":
-    import json
     import sys
-    from pathlib import Path
 
     import yaml
 
-    folder, params = Path(sys.argv[1]), yaml.safe_load(Path(sys.argv[2]).read_text())
-    print(answer_markdown({v: json.loads((folder / f"{v}.json").read_text()) for v in params["variants"]
-                           if (folder / f"{v}.json").is_file()}))
+    params = yaml.safe_load(Path(sys.argv[2]).read_text())
+    print(answer_markdown(read_variant_metrics(Path(sys.argv[1]), params["variants"])))

@@ -65,14 +65,20 @@ def configured(tmp_path):
     return tmp_path
 
 
-def first_state(cfg: DetectTrainConfig, tmp_path: Path) -> dict[str, torch.Tensor]:
-    """The trainer's model parameters right after ultralytics set it up (before any step)."""
+def tiny_data_yaml(tmp_path: Path, scratch: Path) -> Path:
+    """A 4-frame training set and a 2-frame val set under ``tmp_path`` (built once), staged for
+    ultralytics in ``scratch``; returns its data.yaml."""
     ds, val = tmp_path / "ds", tmp_path / "val"
     if not ds.exists():
         datasets.build_train_set([make_variant(tmp_path / "aug", "v", n=4)], ds, n_classes=3, roots=[tmp_path])
         datasets.build_real_val(make_real(tmp_path / "kitti", n=2), val, CLASSES, roots=[tmp_path])
+    return datasets.stage_for_ultralytics(scratch, ds, val, CLASSES)
+
+
+def first_state(cfg: DetectTrainConfig, tmp_path: Path) -> dict[str, torch.Tensor]:
+    """The trainer's model parameters right after ultralytics set it up (before any step)."""
     scratch = tmp_path / f"scratch-{cfg.weights}"
-    data_yaml = datasets.stage_for_ultralytics(scratch, ds, val, CLASSES)
+    data_yaml = tiny_data_yaml(tmp_path, scratch)
     got = {}
 
     def capture(trainer):
@@ -111,10 +117,7 @@ def test_torch_threads_reach_the_training_loop(configured):
 
     tmp_path = configured
     wanted = NUM_THREADS + 1                       # never ultralytics' own choice
-    ds, val = tmp_path / "ds", tmp_path / "val"
-    datasets.build_train_set([make_variant(tmp_path / "aug", "v", n=4)], ds, n_classes=3, roots=[tmp_path])
-    datasets.build_real_val(make_real(tmp_path / "kitti", n=2), val, CLASSES, roots=[tmp_path])
-    data_yaml = datasets.stage_for_ultralytics(tmp_path / "scratch", ds, val, CLASSES)
+    data_yaml = tiny_data_yaml(tmp_path, tmp_path / "scratch")
     seen = []
 
     def capture(trainer):
@@ -143,10 +146,7 @@ def test_train_val_false_makes_no_val_pass_and_strips_best(configured, val):
     import pandas as pd
 
     tmp_path = configured
-    ds, real = tmp_path / "ds", tmp_path / "val"
-    datasets.build_train_set([make_variant(tmp_path / "aug", "v", n=4)], ds, n_classes=3, roots=[tmp_path])
-    datasets.build_real_val(make_real(tmp_path / "kitti", n=2), real, CLASSES, roots=[tmp_path])
-    data_yaml = datasets.stage_for_ultralytics(tmp_path / "scratch", ds, real, CLASSES)
+    data_yaml = tiny_data_yaml(tmp_path, tmp_path / "scratch")
     passes = []
     cfg = DetectTrainConfig(model="yolov5n-p6.yaml", imgsz=64, epochs=2, batch=4, val=val)
     best = train(cfg, data_yaml, tmp_path / "run", tmp_path / "scratch",

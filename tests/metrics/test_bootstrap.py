@@ -12,6 +12,14 @@ from sim2real.metrics import bootstrap as B
 from sim2real.metrics import kitti_ap as K
 
 
+def random_boxes(rng: np.random.Generator, n: int, x_max: float, y_max: float, w_px: tuple[float, float],
+                 h_px: tuple[float, float]) -> np.ndarray:
+    """(n, 4) xyxy boxes: top-left uniform in [0, x_max) x [0, y_max), width and height uniform in
+    the given ranges (drawn in that order: x, y, w, h)."""
+    x, y = rng.uniform(0, x_max, n), rng.uniform(0, y_max, n)
+    return np.stack([x, y, x + rng.uniform(*w_px, n), y + rng.uniform(*h_px, n)], 1)
+
+
 def random_scenes(seed: int, n_images: int = 40, score_decimals: int = 1):
     """Random KITTI-like scenes (Car/Van/Truck/DontCare, occlusion, truncation) and detections
     (jittered hits, duplicates, false positives) with heavily tied scores."""
@@ -19,12 +27,10 @@ def random_scenes(seed: int, n_images: int = 40, score_decimals: int = 1):
     gts, dets = [], []
     for _ in range(n_images):
         n = int(rng.integers(0, 10))
-        x, y = rng.uniform(0, 900, n), rng.uniform(0, 250, n)
-        gb = np.stack([x, y, x + rng.uniform(15, 200, n), y + rng.uniform(15, 120, n)], 1)
+        gb = random_boxes(rng, n, 900, 250, (15, 200), (15, 120))
         jit = gb + rng.normal(0, 3, gb.shape)
         m = int(rng.integers(0, 6))
-        x2, y2 = rng.uniform(0, 900, m), rng.uniform(0, 250, m)
-        extra = np.stack([x2, y2, x2 + rng.uniform(15, 150, m), y2 + rng.uniform(15, 100, m)], 1)
+        extra = random_boxes(rng, m, 900, 250, (15, 150), (15, 100))
         db = np.concatenate([jit[rng.uniform(size=n) < 0.8], jit[rng.uniform(size=n) < 0.3] + 2, extra])
         gts.append(K.Objects.make(rng.choice(["Car", "Van", "Truck", "DontCare", "Car"], n), gb,
                                   occluded=rng.choice([0, 0, 1, 2, 3], n), truncated=rng.uniform(0, 0.4, n)))
@@ -82,8 +88,7 @@ def yolo_data(seed: int, n_images: int, ties: bool):
     labels, dets = [], []
     for _ in range(n_images):
         n = int(rng.integers(0, 6))
-        x, y = rng.uniform(0, 500, n), rng.uniform(0, 200, n)
-        lb = np.stack([x, y, x + rng.uniform(10, 80, n), y + rng.uniform(10, 60, n)], 1)
+        lb = random_boxes(rng, n, 500, 200, (10, 80), (10, 60))
         lc = rng.integers(0, 3, n)
         keep = rng.uniform(size=n) < 0.7
         m = int(rng.integers(0, 5))
