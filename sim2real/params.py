@@ -533,10 +533,12 @@ class CalibrateParams(Params):
     fit: Annotated[list[Literal["jpeg", "noise", "haze", "colour", "blur"]], Field(min_length=1)]
     distance_bins_m: Annotated[list[NonNegFloat], Field(min_length=2)]
     min_bin_count: PositiveInt
+    min_box_height_px: NonNegFloat
     blur_grid_px: Annotated[list[NonNegFloat], Field(min_length=1)]
     visibility_grid_m: Annotated[list[PositiveFloat], Field(min_length=1)]
     reblur_px: PositiveFloat
     blur_denoise_px: NonNegFloat
+    blur_inner: Annotated[float, Field(gt=0.0, le=1.0)]
     max_noise_sigma: PositiveFloat
     camera_height_m: PositiveFloat
     lab_stride: PositiveInt

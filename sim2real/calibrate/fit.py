@@ -20,10 +20,13 @@ nearly blind to what is fitted later (see :mod:`sim2real.calibrate.stats`):
    (bounded) in log visibility.
 4. **Colour** (:func:`fit_colour`): white-balance gains, exposure, tone γ and contrast minimising the summed
    1-D Wasserstein distances of the CIE L, a, b pixel distributions (``scipy.stats``), from the
-   gray-world closed form (ratio of linear-light channel means), by Nelder–Mead.
+   gray-world closed form (ratio of linear-light channel means), by Nelder–Mead. With haze on,
+   the airlight follows in closed form: the real frames' dark-channel airlight
+   (:func:`sim2real.calibrate.stats.observed_airlight`) mapped back through each candidate camera.
 5. **Blur** (:func:`fit_blur`): per distance bin, the uniform Gaussian σ at which the synthetic
-   boxes' median effective blur (:func:`sim2real.calibrate.stats.box_blur_px`, the re-blur ratio
-   of the gap report's sharpness) equals the real one (interpolated on a σ grid), then the physics
+   boxes' median effective blur (:func:`sim2real.calibrate.stats.box_blur_px` on the central
+   part of each box, the re-blur ratio of the gap report's sharpness) equals the real one
+   (interpolated on a σ grid), then the physics
    curve σ(z) = sigma·clip((z − near)/(far − near), 0, 1) through those points by weighted least
    squares (``scipy.optimize.least_squares``). Fitted after colour and noise, which change how
    much of a box's gradient energy is noise.
@@ -36,6 +39,7 @@ noisy black boxes, and would add a dependency and seeds of their own.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -43,14 +47,14 @@ from typing import Callable, Sequence
 import cv2
 import numpy as np
 
-from sim2real.calibrate.stats import (binned_median, box_blur_px, box_log_contrast, estimate_jpeg_quality,
+from sim2real.calibrate.stats import (binned_median, box_blur_px, box_log_contrast, central_boxes, estimate_jpeg_quality, observed_airlight,
                                       box_mask, fit_poisson_gaussian, flat_patch_noise, lab_pixels, luminance,
                                       road_luminance, row_distance_m, slope_of)
 from sim2real.formats.images import encode_jpeg_roundtrip
 from sim2real.metrics.sharpness import box_sharpness
 from sim2real.metrics.spectrum import noise_sigma
 from sim2real.physics.camera import sensor_noise_u8
-from sim2real.physics.colour import colour_u8, srgb_to_linear
+from sim2real.physics.colour import colour_u8, invert_colour, srgb_to_linear
 from sim2real.physics.frame import DEFAULT_JPEG_QUALITY, render, sample_values
 from sim2real.physics.haze import koschmieder_u8, resolve_airlight, transmission
 
@@ -110,6 +114,8 @@ class Settings:
     visibility_grid_m: Sequence[float] = (100, 150, 220, 330, 500, 750, 1100, 1600, 2400, 3600, 5400)
     reblur_px: float = 2.0
     blur_denoise_px: float = 1.0
+    blur_inner: float = 0.6
+    min_box_height_px: float = 18.0
     max_noise_sigma: float = 12.0
     camera_height_m: float = 1.65
     denoise_sigma_px: float = 0.5
@@ -195,8 +201,10 @@ def sharpness_values(img: np.ndarray, boxes: np.ndarray, s: Settings) -> np.ndar
 
 
 def blur_values(img: np.ndarray, boxes: np.ndarray, s: Settings) -> np.ndarray:
-    """Effective blur σ (px) per box (:func:`box_blur_px`)."""
-    return box_blur_px(img, boxes, s.reblur_px, s.blur_denoise_px, s.min_box_px)
+    """Effective blur σ (px) per box (:func:`box_blur_px`) over the central ``s.blur_inner`` of each
+    box (:func:`central_boxes`): the margins hold background at other depths (blurred by another
+    σ, or flat sky), which would pull every distance bin towards the scene's average blur."""
+    return box_blur_px(img, central_boxes(boxes, s.blur_inner), s.reblur_px, s.blur_denoise_px, s.min_box_px)
 
 
 def contrast_values(img: np.ndarray, boxes: np.ndarray) -> np.ndarray:
@@ -217,6 +225,7 @@ class Stats:
     slope: float
     noise_fit: dict
     lab: np.ndarray
+    airlight: np.ndarray | None = None
 
     def summary(self) -> dict:
         return {"sharpness_vs_distance": self.sharpness.as_dict(), "blur_vs_distance": self.blur.as_dict(),
@@ -224,7 +233,8 @@ class Stats:
                 "noise_sigma_gray": round(self.noise_sigma, 5),
                 "spectrum_slope": round(self.slope, 5), "noise_per_intensity": self.noise_fit,
                 "lab_mean": [round(float(x), 4) for x in self.lab.mean(0)],
-                "lab_std": [round(float(x), 4) for x in self.lab.std(0)]}
+                "lab_std": [round(float(x), 4) for x in self.lab.std(0)],
+                "airlight_rgb": None if self.airlight is None else [round(float(x), 3) for x in self.airlight]}
 
 
 def road_profile(images: Sequence[np.ndarray], rows, s: Settings) -> Profile:
@@ -274,7 +284,7 @@ def image_set_stats(images: Sequence[np.ndarray], boxes: Sequence[np.ndarray], d
     dist = list(distances)
     return Stats(_profile(dist, sh, s.distance_bins_m), _profile(dist, bl, s.distance_bins_m),
                  _profile(dist, co, s.distance_bins_m), road, float(np.mean(nz)), float(np.mean(sl)), noise_fit,
-                 np.concatenate(lab))
+                 np.concatenate(lab), observed_airlight(images))
 
 
 def profile_distance(a: Profile, b: Profile, min_count: int, offset_free: bool = False) -> float:
@@ -458,25 +468,61 @@ def _w1(a: np.ndarray, b: np.ndarray) -> float:
     return float(sum(wasserstein_distance(a[:, c], b[:, c]) for c in range(3)))
 
 
+def _haze_on(params: dict) -> bool:
+    haze = params.get("haze") or {}
+    return bool(haze.get("enabled", True)) and haze.get("visibility_m") is not None
+
+
 def fit_colour(sim: list[SimFrame], real: Stats, params: dict, s: Settings) -> StepResult:
-    """White-balance gains, exposure, tone γ and contrast minimising Σ W1(L, a, b) to the real pixels."""
+    """White-balance gains, exposure, tone γ and contrast minimising Σ W1(L, a, b) to the real
+    pixels; with haze on, the airlight in closed form with them.
+
+    The sky and far pixels *are* the airlight seen through the camera, near pixels the scene's
+    own colours through it; with the airlight held at its setting, a real world whose surfaces
+    are warmer than the renderer's (or whose sky is bluer) reads as a white-balance error (on the
+    demo world about 5 % in blue). So the real frames' airlight is measured (``real.airlight``:
+    He et al.'s dark-channel estimate, median over frames) and, for every candidate camera, the
+    synthetic airlight is the level that this camera maps onto it (:func:`invert_colour`). The
+    camera keeps its 5 parameters; the airlight follows from the data (3 free airlight values
+    overfit what the sky's share of each image set says). Everything between the haze and the
+    colour table (chromatic aberration, vignetting) is linear in the image, so each sampled pixel
+    is ``p0 + (p1 − p0)·A/255`` with p0, p1 the frame rendered with a black and a white airlight.
+    """
     from scipy.optimize import minimize
 
     shot, read, _ = _cam(params)
     neutral = with_values(_quiet(params), camera={"wb_gain_r": 1.0, "wb_gain_b": 1.0, "exposure_stops": 0.0,
                                                    "tone_gamma": 1.0, "wb_temperature_k": None, "contrast": 1.0})
-    base = _render_all(sim, neutral, s.seed)
-    pix = np.concatenate([np.ascontiguousarray(img[::s.lab_stride, ::s.lab_stride]).reshape(-1, 3) for img in base])
-    pix = pix.reshape(-1, 1, 3)
+
+    def sampled(p: dict) -> np.ndarray:
+        return np.concatenate([np.ascontiguousarray(img[::s.lab_stride, ::s.lab_stride]).reshape(-1, 3)
+                               for img in _render_all(sim, p, s.seed)]).astype(np.float64)
+
+    a_real = real.airlight if _haze_on(params) and real.airlight is not None else None
+    if a_real is None:
+        p0, dp = sampled(neutral), None
+    else:
+        p0 = sampled(with_values(neutral, haze={"airlight": [0.0, 0.0, 0.0]}))
+        dp = (sampled(with_values(neutral, haze={"airlight": [255.0, 255.0, 255.0]})) - p0) / 255.0
+
+    def camera(x) -> tuple:
+        return (math.exp(x[0]), 1.0, math.exp(x[1])), float(x[2]), math.exp(x[3]), math.exp(x[4])
+
+    def airlight(x) -> np.ndarray | None:
+        return None if a_real is None else invert_colour(a_real, *camera(x))
+
+    def pixels(x) -> np.ndarray:  # (M, 1, 3) uint8 before the colour table
+        p = p0 if dp is None else p0 + dp * airlight(x)
+        return np.clip(np.round(p), 0, 255).astype(np.uint8).reshape(-1, 1, 3)
+
     real_lin = srgb_to_linear(cv2.cvtColor(real.lab.reshape(-1, 1, 3), cv2.COLOR_Lab2RGB).reshape(-1, 3).clip(0, 1))
-    sim_lin = srgb_to_linear(pix.reshape(-1, 3) / 255.0)
+    sim_lin = srgb_to_linear(pixels(np.zeros(5)).reshape(-1, 3) / 255.0)
     gw = real_lin.mean(0) / np.maximum(sim_lin.mean(0), 1e-6)  # gray world, linear light
     x0 = np.array([math.log(gw[0] / gw[1]), math.log(gw[2] / gw[1]), math.log2(gw[1]), 0.0, 0.0])
     curve = []
 
     def objective(x) -> float:
-        g = (math.exp(x[0]), 1.0, math.exp(x[1]))
-        out = colour_u8(pix, g, float(x[2]), math.exp(x[3]), math.exp(x[4]))
+        out = colour_u8(pixels(x), *camera(x))
         if shot > 0 or read > 0:
             out = sensor_noise_u8(out, np.random.default_rng(s.seed), shot, read)  # the same noise every call
         val = _w1(cv2.cvtColor(out.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab).reshape(-1, 3), real.lab)
@@ -488,18 +534,37 @@ def fit_colour(sim: list[SimFrame], real: Stats, params: dict, s: Settings) -> S
     res = minimize(objective, x0, method="Nelder-Mead",
                    options={"xatol": 1e-3, "fatol": 1e-3, "maxiter": 600, "initial_simplex": simplex})
     x = res.x
-    return StepResult({"camera": {"wb_gain_r": round(math.exp(x[0]), 5), "wb_gain_b": round(math.exp(x[1]), 5),
-                                  "exposure_stops": round(float(x[2]), 5), "tone_gamma": round(math.exp(x[3]), 5),
-                                  "contrast": round(math.exp(x[4]), 5)}},
-                      curve, f"Nelder-Mead from the gray-world gains {[round(float(v), 4) for v in gw / gw[1]]}")
+    values = {"camera": {"wb_gain_r": round(math.exp(x[0]), 5), "wb_gain_b": round(math.exp(x[1]), 5),
+                         "exposure_stops": round(float(x[2]), 5), "tone_gamma": round(math.exp(x[3]), 5),
+                         "contrast": round(math.exp(x[4]), 5)}}
+    note = f"Nelder-Mead from the gray-world gains {[round(float(v), 4) for v in gw / gw[1]]}"
+    if a_real is not None:
+        values["haze"] = {"airlight": [round(float(v), 2) for v in airlight(x)]}
+        note += (f"; airlight: the level the fitted camera maps onto the real frames' airlight "
+                 f"{[round(float(v), 2) for v in a_real]}")
+    return StepResult(values, curve, note)
 
 
 # ----------------------------------------------------------------------------- the whole calibration
+def tall_boxes(frame, min_height_px: float):
+    """A copy of a :class:`SimFrame` or :class:`RealFrame` keeping its boxes (and their distances)
+    at least ``min_height_px`` tall."""
+    keep = (frame.boxes[:, 3] - frame.boxes[:, 1]) >= min_height_px if len(frame.boxes) else np.zeros(0, bool)
+    return dataclasses.replace(frame, boxes=frame.boxes[keep], distance_m=frame.distance_m[keep])
+
+
 def calibrate(sim: list[SimFrame], real: list[RealFrame], params: dict, s: Settings,
               progress: Callable[[str], None] = lambda step: None) -> dict:
     """Fit the groups in ``s.fit`` (order of :data:`GROUPS`, noise twice) starting from
     ``params`` (sections blur, haze, camera). Returns {"params": fitted values (params-shaped),
-    "steps": {group: {values, curve, note}}, "real": Stats, "before": Stats, "after": Stats}."""
+    "steps": {group: {values, curve, note}}, "real": Stats, "before": Stats, "after": Stats}.
+
+    Only boxes at least ``s.min_box_height_px`` tall enter the per-box statistics, on both sides:
+    the per-box estimates depend on box size, and a real dataset leaves its smallest objects
+    unlabelled (KITTI's DontCare) while the synthetic ground truth lists every one.
+    """
+    sim = [tall_boxes(f, s.min_box_height_px) for f in sim]
+    real = [tall_boxes(r, s.min_box_height_px) for r in real]
     real_stats = image_set_stats([r.image for r in real], [r.boxes for r in real], [r.distance_m for r in real], s,
                                  real_rows(real, s))
     srows = sim_rows(sim)

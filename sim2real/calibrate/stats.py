@@ -27,7 +27,11 @@ what the gap stage reports.
    never lossily compressed (KITTI's PNGs).
 7. **Blur per box**: :func:`box_blur_px`, the re-blur ratio of the gap report's sharpness
    turned into an effective Gaussian σ (Crété-Roffet et al. 2007): far less dependent on what a
-   box shows than the sharpness itself.
+   box shows than the sharpness itself. Calibration reads it on :func:`central_boxes`: a whole
+   box's margins hold background at other depths, whose share differs between the two worlds
+   (docs/calibration.md has the measurement).
+8. **Airlight**: :func:`observed_airlight`, the dark-channel estimate (He et al. 2009) pooled
+   over frames, as the camera delivered it.
 
 References
 ----------
@@ -44,6 +48,7 @@ Fan, Z., de Queiroz, R. L., "Identification of bitmap compression history: JPEG 
 quantizer estimation", IEEE TIP 12(2), 2003.
 ITU-T T.81 / ISO 10918-1 (JPEG), Annex K.1 (the example luminance quantisation table) and the
 Independent JPEG Group's quality scaling (libjpeg ``jpeg_quality_scaling``), which OpenCV uses.
+He, K., Sun, J., Tang, X., "Single image haze removal using dark channel prior", CVPR 2009.
 Crété-Roffet, F., Dolmiere, T., Ladret, P., Nicolas, M., "The blur effect: perception and
 estimation with a new no-reference perceptual blur metric", SPIE Human Vision and Electronic
 Imaging XII, 2007 (re-blurring an image changes a sharp one more than a blurred one).
@@ -101,20 +106,29 @@ def binned_median(distance_m: np.ndarray, values: np.ndarray, edges_m) -> tuple[
 
 
 # ----------------------------------------------------------------------------- contrast (haze)
+def central_boxes(boxes_xyxy, inner: float) -> np.ndarray:
+    """The central ``inner`` fraction (per side) of each box, same centre: (N, 4) float64 xyxy.
+    A box's margins hold background at other depths; its centre holds mostly the object."""
+    b = np.asarray(boxes_xyxy, np.float64).reshape(-1, 4)
+    if not 0 < inner <= 1:
+        raise ValueError(f"inner fraction must be in (0, 1], got {inner}")
+    cx, cy = (b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2
+    hw, hh = (b[:, 2] - b[:, 0]) * inner / 2, (b[:, 3] - b[:, 1]) * inner / 2
+    return np.stack([cx - hw, cy - hh, cx + hw, cy + hh], 1)
+
+
 def box_log_contrast(gray: np.ndarray, boxes_xyxy, noise_sigma_gray: float, inner: float = 0.5,
                      min_size_px: int = 6) -> np.ndarray:
     """Natural log of the noise-corrected luminance std inside the central ``inner`` fraction
-    (per side) of each box: 0.5·ln(max(var − σn², 1e-6)). (N,) float64; NaN for boxes whose
-    central part is narrower or shorter than ``min_size_px``. The centre keeps mostly the object
-    (the box margins hold background at other depths)."""
-    boxes = np.asarray(boxes_xyxy, np.float64).reshape(-1, 4)
+    (per side) of each box (:func:`central_boxes`): 0.5·ln(max(var − σn², 1e-6)). (N,) float64;
+    NaN for boxes whose central part is narrower or shorter than ``min_size_px``."""
+    boxes = central_boxes(boxes_xyxy, inner)
     out = np.full(len(boxes), np.nan)
     h, w = gray.shape
     nv = float(noise_sigma_gray) ** 2
     for i, (l, t, r, b) in enumerate(boxes):
-        cx, cy, hw, hh = (l + r) / 2, (t + b) / 2, (r - l) * inner / 2, (b - t) * inner / 2
-        x0, x1 = max(int(round(cx - hw)), 0), min(int(round(cx + hw)), w)
-        y0, y1 = max(int(round(cy - hh)), 0), min(int(round(cy + hh)), h)
+        x0, x1 = max(int(round(l)), 0), min(int(round(r)), w)
+        y0, y1 = max(int(round(t)), 0), min(int(round(b)), h)
         if x1 - x0 < min_size_px or y1 - y0 < min_size_px:
             continue
         out[i] = 0.5 * np.log(max(float(gray[y0:y1, x0:x1].var()) - nv, 1e-6))
@@ -305,6 +319,14 @@ def estimate_jpeg_quality(images: list[np.ndarray]) -> int | None:
 
 
 # ----------------------------------------------------------------------------- colour, spectrum
+def observed_airlight(images) -> np.ndarray:
+    """The airlight as the images show it (after their camera), (3,) float64 RGB: the median over
+    images of the dark-channel estimate (He et al. 2009, :func:`sim2real.physics.haze.estimate_airlight`
+    without depth, colour kept). The same estimator on every image set, so sets compare."""
+    from sim2real.physics.haze import estimate_airlight
+    return np.median(np.stack([estimate_airlight(img, None, neutral=False) for img in images]), axis=0).astype(np.float64)
+
+
 def lab_pixels(rgb: np.ndarray, stride: int = 8) -> np.ndarray:
     """CIE Lab (L 0–100, a/b) of every ``stride``-th pixel in each direction: (M, 3) float32."""
     sub = np.ascontiguousarray(rgb[::stride, ::stride])
@@ -317,5 +339,5 @@ def slope_of(gray: np.ndarray, n_bins: int = 24) -> float:
     return spectrum_slope(f, p)
 
 
-__all__ = ["row_distance_m", "road_luminance", "box_mask", "box_distance_m", "binned_median", "box_log_contrast", "flat_patch_noise", "fit_poisson_gaussian",
-           "NoiseFit", "lab_pixels", "slope_of", "luminance", "box_blur_px", "estimate_jpeg_quality", "ijg_table"]
+__all__ = ["row_distance_m", "road_luminance", "box_mask", "box_distance_m", "binned_median", "central_boxes", "box_log_contrast", "flat_patch_noise", "fit_poisson_gaussian",
+           "NoiseFit", "lab_pixels", "observed_airlight", "slope_of", "luminance", "box_blur_px", "estimate_jpeg_quality", "ijg_table"]

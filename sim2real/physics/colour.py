@@ -134,6 +134,16 @@ def colour_lut(gains_rgb=(1.0, 1.0, 1.0), exposure_stops: float = 0.0, tone_gamm
     return _lut(g, float(exposure_stops), float(tone_gamma), float(contrast))
 
 
+def invert_colour(rgb_u8, gains_rgb=(1.0, 1.0, 1.0), exposure_stops: float = 0.0, tone_gamma: float = 1.0,
+                  contrast: float = 1.0) -> np.ndarray:
+    """The input levels (3,) float64 that :func:`colour_u8` maps to the output levels ``rgb_u8``
+    (3,): per channel, linear interpolation on the inverse of its (monotone) table, clipped to the
+    table's range (an output the table cannot reach gives the nearest end)."""
+    lut = colour_lut(gains_rgb, exposure_stops, tone_gamma, contrast).reshape(256, 3).astype(np.float64)
+    x = np.arange(256, dtype=np.float64)
+    return np.array([np.interp(float(v), lut[:, c], x) for c, v in enumerate(np.asarray(rgb_u8, np.float64).reshape(3))])
+
+
 def is_neutral(gains_rgb, exposure_stops: float, tone_gamma: float, contrast: float = 1.0) -> bool:
     return (bool(np.all(np.asarray(gains_rgb, dtype=np.float64) == 1.0)) and exposure_stops == 0 and tone_gamma == 1
             and contrast == 1)
