@@ -2,7 +2,8 @@
 
 Reads, for every variant in params ``variants``: ``<metrics>/<variant>.json`` (score stage: KITTI
 AP Car E/M/H, mAP50, intervals, gap closure, recall by distance), ``<gap>/<variant>.json`` and ``<gap>/<variant>/blur_profile.csv`` (gap stage);
-``reports/dedupe.json``; ``params.yaml``; and the variant datasets' frames.csv for the image grid.
+``reports/dedupe.json``; the calibrate stage's ``reports/calibration.json`` and curve CSVs
+(hidden vs recovered camera on the demo world, statistics before/after, fitted-vs-real curves); ``params.yaml``; and the variant datasets' frames.csv for the image grid.
 Everything is required: a missing input is an error naming the file (the stage depends on all of
 them in dvc.yaml). The page opens with the study's answer (:mod:`sim2real.report.study`): a sentence
 per variant, gap-closure bars, recall vs distance and the far-car line; ``<plots>/recall_by_distance.csv``
@@ -29,6 +30,8 @@ def cli(argv=None) -> argparse.Namespace:
     ap.add_argument("--gap", required=True, help="folder of <variant>.json and <variant>/blur_profile.csv")
     ap.add_argument("--dedupe", required=True, help="reports/dedupe.json")
     ap.add_argument("--real-frames", required=True, help="data/ingest/real_frames.csv (real frames for the grid)")
+    ap.add_argument("--calibration", required=True, help="reports/calibration.json (calibrate stage)")
+    ap.add_argument("--calibration-curves", required=True, help="reports/calibration (fitted-vs-real curve CSVs)")
     ap.add_argument("--out", required=True, help="output HTML (reports/index.html)")
     ap.add_argument("--plots", default=None, help="folder for recall_by_distance.csv (reports/plots)")
     return ap.parse_args(argv)
@@ -38,7 +41,8 @@ def main(argv=None) -> None:
     args = cli(argv)
     p = load_params("report", "data", "tracking", path=args.params)
     text, summary, strip, recall = build_report(Path(args.params), Path(args.metrics), Path(args.gap), Path(args.dedupe),
-                                                Path(args.real_frames), roots=data_roots(p.data))
+                                                Path(args.real_frames), Path(args.calibration),
+                                                Path(args.calibration_curves), roots=data_roots(p.data))
     with atomic_file(args.out) as fh:
         fh.write(text)
     if args.plots:

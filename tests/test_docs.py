@@ -46,3 +46,15 @@ def test_the_readme_answer_is_the_committed_metrics():
     assert table in (ROOT / "README.md").read_text(), (
         "README's answer table differs from reports/metrics; paste the output of "
         "`python -m sim2real.report.study reports/metrics params.yaml`:\n" + table)
+
+
+def test_the_readme_recovery_table_is_the_committed_calibration():
+    """The README's hidden-vs-recovered table is generated from reports/calibration.json."""
+    import json
+
+    from sim2real.report.calibration import recovery_markdown
+
+    table = recovery_markdown(json.loads((ROOT / "reports" / "calibration.json").read_text()))
+    assert table and table in (ROOT / "README.md").read_text(), (
+        "README's recovery table differs from reports/calibration.json; paste the output of "
+        "`python -m sim2real.report.calibration reports/calibration.json`:\n" + table)

@@ -111,11 +111,22 @@ def fake_inputs(root: Path) -> None:
     pd.DataFrame(real).to_csv(root / "data/ingest/real_frames.csv", index=False)
     (root / "reports/dedupe.json").write_text(json.dumps({"boxes_in": 10, "boxes_kept": 7,
                                                           "dropped_by_reason": {"hidden": 3}}))
+    (root / "reports/calibration").mkdir(parents=True)
+    (root / "reports/calibration.json").write_text(json.dumps({
+        "recovery": {"noise_sigma": {"hidden": 2.5, "recovered": 2.6, "rel_error": 0.04, "tolerance": 0.2},
+                     "wb_gain_b": {"hidden": 0.72, "recovered": 0.80, "rel_error": 0.111, "tolerance": 0.05},
+                     "contrast": {"hidden": 0.9, "recovered": 0.89, "rel_error": 0.011, "tolerance": None}},
+        "statistics": {"noise_sigma": {"before": 0.45, "after": 0.01, "unit": "gray levels"}}}))
+    for name in ("blur_vs_distance", "sharpness_vs_distance", "contrast_vs_distance"):
+        pd.DataFrame({"distance_m": [8.0, 25.0, 40.0], "real": [1.4, 1.8, 2.2], "before": [1.2, 1.4, 1.5],
+                      "after": [1.4, 1.7, 2.1], "n_real": [9, 9, 9], "n_sim": [9, 9, 9]}).to_csv(
+            root / f"reports/calibration/{name}.csv", index=False)
 
 
 def build(root: Path) -> tuple[str, dict, np.ndarray, pd.DataFrame]:
     return report.build_report(root / "params.yaml", root / "reports/metrics", root / "reports/gap",
                                root / "reports/dedupe.json", root / "data/ingest/real_frames.csv",
+                               root / "reports/calibration.json", root / "reports/calibration",
                                roots=data_roots(None, base=root))
 
 
@@ -125,10 +136,14 @@ def test_report_has_table_curves_grid_dedupe_params_and_is_deterministic(tmp_pat
     text, summary, strip, recall = build(tmp_path)
     page = Page()
     page.feed(text)
-    assert page.tables == ["variants", None, "dedupe"]                 # table, image grid, dedupe counts
+    # table, calibration (hidden vs recovered, statistics), image grid, dedupe counts
+    assert page.tables == ["variants", "recovery", "calibration-statistics", None, "dedupe"]
     assert len(page.variant_rows) == 1 + len(VARIANTS)               # header + one row per variant
-    # 2 headline plots + 2 plots + 2 grid rows x (clean sim, depth_blur, real)
-    assert len(page.imgs) == 2 + 2 + 2 * 3
+    # 2 headline plots + 2 plots + the calibration curves + 2 grid rows x (clean sim, depth_blur, real)
+    assert len(page.imgs) == 2 + 2 + 1 + 2 * 3
+    # the recovery table says which parameter misses its tolerance
+    assert re.search(r"white balance blue/green \(linear\)</td><td>0\.7200</td><td>0\.8000</td><td>11\.1 %</td>"
+                     r"<td>5 %</td><td>no</td>", text)
     check_images(page.imgs)
     assert "http://" not in text and "https://" not in text and "<script" not in text   # opens offline
     assert "random-fallback" in text and "boxes_kept" in text and "thumb_width_px: 120" in text
@@ -179,6 +194,25 @@ def test_report_requires_every_input(tmp_path, monkeypatch):
     (fake_inputs_dir / "reports/gap/baseline.json").write_text(json.dumps({"kid": 0.1}))
     with pytest.raises(DataError, match=r"baseline\.json: missing value for report column 'PAD'"):
         build(fake_inputs_dir)
+    (fake_inputs_dir / "reports/gap/baseline.json").write_text(json.dumps(
+        {"kid": 0.01, "pad": 2.0, "blur_profile_distance": 0.3, "colour_w1_lab": 5.0,
+         "spectrum_slope_abs_diff": 0.5, "feature_extractor": "random-fallback"}))
+    build(fake_inputs_dir)
+    (fake_inputs_dir / "reports/calibration/contrast_vs_distance.csv").unlink()
+    with pytest.raises(DataError, match=r"contrast_vs_distance\.csv: calibration curve not found"):
+        build(fake_inputs_dir)
+
+
+def test_recovery_markdown_marks_misses_and_is_empty_without_a_hidden_camera():
+    from sim2real.report.calibration import recovery_markdown
+    rec = {"wb_gain_b": {"hidden": 0.72293, "recovered": 0.7612, "rel_error": 0.053, "tolerance": 0.05},
+           "haze_visibility_m": {"hidden": 450.0, "recovered": 422.2, "rel_error": 0.0617, "tolerance": 0.25},
+           "contrast": {"hidden": 0.9, "recovered": 0.8898, "rel_error": 0.0113, "tolerance": None}}
+    lines = recovery_markdown({"recovery": rec}).splitlines()
+    assert lines[2:] == ["| haze visibility (m) | 450.0 | 422.2 | 6.2 % | 25 % | yes |",
+                         "| white balance blue/green (linear) | 0.7229 | 0.7612 | 5.3 % | 5 % | **no** |",
+                         "| contrast | 0.900 | 0.890 | 1.1 % | — | — |"]
+    assert recovery_markdown({"statistics": {}}) == ""
 
 
 # ----------------------------------------------------------------------------- real browser
@@ -212,7 +246,7 @@ def test_pipeline_report_in_headless_chromium(pipeline_repo, tmp_path):
     page = Page()
     page.feed(dom)
     variants = yaml.safe_load((pipeline_repo / "params.yaml").read_text())["variants"]
-    assert "variants" in page.tables and "dedupe" in page.tables
+    assert "variants" in page.tables and "dedupe" in page.tables and "calibration-statistics" in page.tables
     assert len(page.variant_rows) == 1 + len(variants)
     check_images(page.imgs)
     assert len(page.imgs) >= 2 + 2                                    # two plots + at least one grid row

@@ -24,9 +24,15 @@ def blur_at(fitted_blur: dict, base_blur: dict, distance_m: float) -> float:
     return sigma * float(np.clip((distance_m - near) / (far - near), 0.0, 1.0))
 
 
+#: the relative errors within which calibrate must recover the demo's hidden camera (None: reported only)
+RECOVERY_TOLERANCE = {"noise_sigma": 0.20, "haze_visibility_m": 0.25, "blur_sigma_at_30m_px": 0.25,
+                      "wb_gain_r": 0.05, "wb_gain_b": 0.05, "contrast": None}
+
+
 def recovery(fitted: dict, params: dict, hidden: dict) -> dict:
-    """{param: {hidden, recovered, rel_error}} for the demo's hidden camera
-    (:func:`sim2real.demo.realism.physics_equivalent`); the noise is the model's σ at mid-gray."""
+    """{param: {hidden, recovered, rel_error, tolerance}} for the demo's hidden camera
+    (:func:`sim2real.demo.realism.physics_equivalent`); the noise is the model's σ at mid-gray;
+    ``tolerance`` from :data:`RECOVERY_TOLERANCE`."""
     cam = {**(params.get("camera") or {}), **fitted.get("camera", {})}
     shot = float(np.mean(cam.get("shot_gain") or 0.0))
     read = float(np.mean(cam.get("read_sigma") or 0.0))
@@ -36,7 +42,8 @@ def recovery(fitted: dict, params: dict, hidden: dict) -> dict:
            "wb_gain_r": float(cam.get("wb_gain_r") or 1.0), "wb_gain_b": float(cam.get("wb_gain_b") or 1.0),
            "contrast": float(np.mean(cam.get("contrast") or 1.0))}
     return {k: {"hidden": round(hidden[k], 5), "recovered": round(rec[k], 5),
-                "rel_error": round(abs(rec[k] - hidden[k]) / abs(hidden[k]), 5)} for k in hidden}
+                "rel_error": round(abs(rec[k] - hidden[k]) / abs(hidden[k]), 5),
+                "tolerance": RECOVERY_TOLERANCE.get(k)} for k in hidden}
 
 
 def curves(result: dict) -> dict[str, pd.DataFrame]:
@@ -87,4 +94,4 @@ def run(dedupe_dir: str | Path, ingest_dir: str | Path, params: dict, settings: 
     return fitted, report, curves(result)
 
 
-__all__ = ["run", "recovery", "blur_at", "curves", "Settings", "OVERLAY_SECTIONS"]
+__all__ = ["run", "recovery", "RECOVERY_TOLERANCE", "blur_at", "curves", "Settings", "OVERLAY_SECTIONS"]

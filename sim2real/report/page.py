@@ -26,6 +26,7 @@ from sim2real.formats.images import read_rgb
 from sim2real.manifest import read_manifest, resolve_manifest_path
 from sim2real.metrics.plots import draw_blur_profile
 from sim2real.metrics.study import ci_key
+from sim2real.report import calibration as calib
 from sim2real.report import study as headline
 
 TEMPLATES = Path(__file__).with_name("templates")
@@ -260,7 +261,7 @@ def _grid_html(header: list[str], grid: list[list], width_px: int) -> str:
 
 
 def render_html(rows: list[dict], dedupe: dict, params_text: str, blur_png: str, spec_png: str,
-                grid: tuple[list[str], list[list]], width_px: int, head: str = "") -> str:
+                grid: tuple[list[str], list[list]], width_px: int, head: str = "", calibration: str = "") -> str:
     extractor = sorted({r["gap"].get("feature_extractor", "?") for r in rows})
     fallback = any(e == "random-fallback" for e in extractor)
     kid_note = ("KID/PAD features: " + ", ".join(html.escape(e) for e in extractor)
@@ -270,14 +271,16 @@ def render_html(rows: list[dict], dedupe: dict, params_text: str, blur_png: str,
     return _template("page.html").substitute(
         css=_template("report.css").template, head=head, table=_table_html(rows), kid_note=kid_note,
         blur_png=blur_png, spec_png=spec_png, grid=_grid_html(*grid, width_px), dedupe=_dedupe_html(dedupe),
-        params=html.escape(params_text))
+        calibration=calibration, params=html.escape(params_text))
 
 
 def build_report(params_path: Path, metrics_dir: Path, gap_dir: Path, dedupe_path: Path,
-                 real_frames_csv: Path, *, roots: Sequence[str | Path]) -> tuple[str, dict, np.ndarray | None, pd.DataFrame]:
+                 real_frames_csv: Path, calibration_path: Path, calibration_curves: Path, *,
+                 roots: Sequence[str | Path]) -> tuple[str, dict, np.ndarray | None, pd.DataFrame]:
     """Return (HTML text, headline summary {variant: {...}}, first grid row as an image or None,
-    the recall-by-distance table). ``roots``: the data roots (:func:`sim2real.safety.data_roots`)
-    every manifest path read must lie in."""
+    the recall-by-distance table). ``calibration_path`` / ``calibration_curves``: the calibrate
+    stage's report JSON and curve folder. ``roots``: the data roots
+    (:func:`sim2real.safety.data_roots`) every manifest path read must lie in."""
     params_text = params_path.read_text() if params_path.is_file() else None
     if params_text is None:
         raise DataError(params_path, "params file not found")
@@ -298,7 +301,9 @@ def build_report(params_path: Path, metrics_dir: Path, gap_dir: Path, dedupe_pat
     controls = [v for v, spec in variants.items() if isinstance(spec, dict) and spec.get("seed_offset")]
     head = headline.headline_html(metrics, png_data_uri(headline.gap_figure(metrics, level)),
                                   png_data_uri(headline.recall_figure(recall)), level, controls)
-    text = render_html(rows, dedupe, params_text, blur_png, spec_png, (header, grid), width, head)
+    calibration = calib.calibration_html(read_json(calibration_path),
+                                         png_data_uri(calib.curves_figure(calib.read_curves(calibration_curves))))
+    text = render_html(rows, dedupe, params_text, blur_png, spec_png, (header, grid), width, head, calibration)
     summary: dict[str, Any] = {r["variant"]: {c[4]: v for c, (v, _) in zip(COLUMNS, r["cells"]) if v is not None}
                                for r in rows}
     return text, summary, strip, recall

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from sim2real.calibrate import recovery
+from sim2real.calibrate import RECOVERY_TOLERANCE, recovery
 from sim2real.calibrate.data import read_real_frames, subsample
 from sim2real.calibrate.fit import RealFrame, Settings, SimFrame, calibrate
 from sim2real.calibrate.stats import box_blur_px, estimate_jpeg_quality, fit_poisson_gaussian, flat_patch_noise
@@ -21,8 +21,7 @@ from sim2real.formats.images import encode_jpeg_roundtrip, write_image
 from sim2real.physics.camera import sensor_noise_u8
 from tests.conftest import ROOT
 
-TOLERANCE = {"noise_sigma": 0.20, "haze_visibility_m": 0.25, "wb_gain_r": 0.05, "wb_gain_b": 0.05,
-             "blur_sigma_at_30m_px": 0.25}
+TOLERANCE = {k: v for k, v in RECOVERY_TOLERANCE.items() if v is not None}
 
 
 def _boxes(objects, cam: Camera, min_height_px: float = 0.0):
