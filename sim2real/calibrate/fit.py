@@ -55,7 +55,7 @@ from sim2real.metrics.sharpness import box_sharpness
 from sim2real.metrics.spectrum import noise_sigma
 from sim2real.physics.camera import sensor_noise_u8
 from sim2real.physics.colour import colour_u8, invert_colour, srgb_to_linear
-from sim2real.physics.frame import DEFAULT_JPEG_QUALITY, render, sample_values
+from sim2real.physics.frame import DEFAULT_JPEG_QUALITY, haze_enabled, render, sample_values
 from sim2real.physics.haze import koschmieder_u8, resolve_airlight, transmission
 
 GROUPS = ("jpeg", "noise", "haze", "colour", "blur")
@@ -468,11 +468,6 @@ def _w1(a: np.ndarray, b: np.ndarray) -> float:
     return float(sum(wasserstein_distance(a[:, c], b[:, c]) for c in range(3)))
 
 
-def _haze_on(params: dict) -> bool:
-    haze = params.get("haze") or {}
-    return bool(haze.get("enabled", True)) and haze.get("visibility_m") is not None
-
-
 def fit_colour(sim: list[SimFrame], real: Stats, params: dict, s: Settings) -> StepResult:
     """White-balance gains, exposure, tone γ and contrast minimising Σ W1(L, a, b) to the real
     pixels; with haze on, the airlight in closed form with them.
@@ -498,7 +493,8 @@ def fit_colour(sim: list[SimFrame], real: Stats, params: dict, s: Settings) -> S
         return np.concatenate([np.ascontiguousarray(img[::s.lab_stride, ::s.lab_stride]).reshape(-1, 3)
                                for img in _render_all(sim, p, s.seed)]).astype(np.float64)
 
-    a_real = real.airlight if _haze_on(params) and real.airlight is not None else None
+    haze_on = haze_enabled(params, _values(params, sim[0], s.seed))  # the physics' own test, on drawn values
+    a_real = real.airlight if haze_on and real.airlight is not None else None
     if a_real is None:
         p0, dp = sampled(neutral), None
     else:

@@ -104,6 +104,17 @@ def test_calibrate_recovers_the_hidden_camera(recovered, setting, key):
     assert fitted["camera"]["jpeg_quality"] == pytest.approx(SETTINGS[setting]["jpeg_quality"], abs=3)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("setting", [0, 1], ids=["demo_camera", "cool_clear_camera"])
+def test_calibrate_derives_the_hidden_airlight(recovered, setting):
+    """The airlight follows from the real frames through the fitted camera: the hidden one over the
+    real world's palette (the white-balance gains absorb the palette, the sky does not carry it)."""
+    _, fitted = recovered[setting]
+    cam = SETTINGS[setting]
+    expected = np.asarray(cam["airlight"], float) / np.asarray(cam["palette"], float)
+    np.testing.assert_allclose(fitted["haze"]["airlight"], expected, rtol=0.05)
+
+
 def test_two_settings_differ_beyond_the_tolerances():
     a, b = (physics_equivalent(c) for c in SETTINGS)
     for k, tol in TOLERANCE.items():  # the tolerance bands do not overlap: one constant cannot pass both
