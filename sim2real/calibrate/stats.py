@@ -21,7 +21,8 @@ what the gap stage reports.
 3. **Noise level per intensity**: :func:`flat_patch_noise` and :func:`fit_poisson_gaussian`,
    the Poisson–Gaussian model var(y) = a·y + b fitted on flat patches (Foi et al. 2008).
 4. **Spectrum slope**: :func:`sim2real.metrics.spectrum.radial_power_spectrum` / ``spectrum_slope``.
-5. **Lab colour distribution**: :func:`lab_pixels`, CIE Lab values of a fixed pixel subsample.
+5. **Lab colour distribution**: :func:`lab_pixels`, CIE Lab values of a fixed pixel subsample,
+   of the whole image and of the lane ahead (:func:`lane_mask`, the road haze's region).
 6. **JPEG quality**: :func:`estimate_jpeg_quality`, from the quantiser steps that a decoded JPEG
    leaves in its 8×8 block DCT coefficients (Fan & de Queiroz 2003); None for an image that was
    never lossily compressed (KITTI's PNGs).
@@ -143,21 +144,28 @@ def row_distance_m(height: int, fy: float, cy: float, camera_height_m: float) ->
         return np.where(dv > 0.5, fy * camera_height_m / dv, np.nan)
 
 
-def road_luminance(gray: np.ndarray, row_dist_m: np.ndarray, fx: float, cx: float, exclude: np.ndarray | None = None,
-                   half_width_m: float = 2.0, min_px: int = 3) -> np.ndarray:
-    """Median luminance of the lane straight ahead per image row: the pixels within ``half_width_m``
-    of the optical axis at that row's ground distance (|u − cx| <= fx·w / z), leaving out
-    ``exclude`` (H, W) bool pixels (vehicles). (H,) float64, NaN for rows without ground or with
-    fewer than ``min_px`` pixels. Koschmieder's law acts on this profile directly: the road's
-    luminance approaches the airlight as exp(−β·z)."""
-    h, w = gray.shape
-    out = np.full(h, np.nan)
+def lane_mask(shape: tuple[int, int], row_dist_m: np.ndarray, fx: float, cx: float, exclude: np.ndarray | None = None,
+              half_width_m: float = 2.0) -> np.ndarray:
+    """(H, W) bool: the lane straight ahead, the pixels within ``half_width_m`` of the optical
+    axis at each row's ground distance (|u − cx| <= fx·w / z), leaving out ``exclude`` (H, W)
+    bool pixels (vehicles). Rows without ground (NaN distance) have none."""
+    h, w = shape
+    m = np.zeros((h, w), bool)
     for v in np.flatnonzero(np.isfinite(row_dist_m)):
         half = fx * half_width_m / row_dist_m[v]
-        lo, hi = max(int(round(cx - half)), 0), min(int(round(cx + half)) + 1, w)
-        vals = gray[v, lo:hi] if exclude is None else gray[v, lo:hi][~exclude[v, lo:hi]]
-        if vals.size >= min_px:
-            out[v] = float(np.median(vals))
+        m[v, max(int(round(cx - half)), 0):min(int(round(cx + half)) + 1, w)] = True
+    return m if exclude is None else m & ~exclude
+
+
+def road_luminance(gray: np.ndarray, row_dist_m: np.ndarray, fx: float, cx: float, exclude: np.ndarray | None = None,
+                   half_width_m: float = 2.0, min_px: int = 3) -> np.ndarray:
+    """Median luminance of the lane straight ahead per image row (:func:`lane_mask`). (H,) float64,
+    NaN for rows without ground or with fewer than ``min_px`` pixels. Koschmieder's law acts on
+    this profile directly: the road's luminance approaches the airlight as exp(−β·z)."""
+    out = np.full(gray.shape[0], np.nan)
+    lane = lane_mask(gray.shape, row_dist_m, fx, cx, exclude, half_width_m)
+    for v in np.flatnonzero(lane.sum(axis=1) >= min_px):
+        out[v] = float(np.median(gray[v][lane[v]]))
     return out
 
 
@@ -327,10 +335,12 @@ def observed_airlight(images) -> np.ndarray:
     return np.median(np.stack([estimate_airlight(img, None, neutral=False) for img in images]), axis=0).astype(np.float64)
 
 
-def lab_pixels(rgb: np.ndarray, stride: int = 8) -> np.ndarray:
-    """CIE Lab (L 0–100, a/b) of every ``stride``-th pixel in each direction: (M, 3) float32."""
+def lab_pixels(rgb: np.ndarray, stride: int = 8, mask: np.ndarray | None = None) -> np.ndarray:
+    """CIE Lab (L 0–100, a/b) of every ``stride``-th pixel in each direction, only where ``mask``
+    (H, W) bool is set when given: (M, 3) float32."""
     sub = np.ascontiguousarray(rgb[::stride, ::stride])
-    return cv2.cvtColor(sub.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab).reshape(-1, 3)
+    lab = cv2.cvtColor(sub.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab).reshape(-1, 3)
+    return lab if mask is None else lab[mask[::stride, ::stride].reshape(-1)]
 
 
 def slope_of(gray: np.ndarray, n_bins: int = 24) -> float:
@@ -339,5 +349,5 @@ def slope_of(gray: np.ndarray, n_bins: int = 24) -> float:
     return spectrum_slope(f, p)
 
 
-__all__ = ["row_distance_m", "road_luminance", "box_mask", "box_distance_m", "binned_median", "central_boxes", "box_log_contrast", "flat_patch_noise", "fit_poisson_gaussian",
+__all__ = ["row_distance_m", "lane_mask", "road_luminance", "box_mask", "box_distance_m", "binned_median", "central_boxes", "box_log_contrast", "flat_patch_noise", "fit_poisson_gaussian",
            "NoiseFit", "lab_pixels", "observed_airlight", "slope_of", "luminance", "box_blur_px", "estimate_jpeg_quality", "ijg_table"]
