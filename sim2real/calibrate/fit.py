@@ -48,9 +48,9 @@ from typing import Callable, Sequence
 import cv2
 import numpy as np
 
-from sim2real.calibrate.stats import (binned_median, box_blur_px, box_log_contrast, central_boxes, estimate_jpeg_quality, observed_airlight,
-                                      box_mask, fit_poisson_gaussian, flat_patch_noise, lab_pixels, lane_mask, luminance,
-                                      road_luminance, row_distance_m, slope_of)
+from sim2real.calibrate.stats import (binned_median, box_blur_px, box_log_contrast, box_mask, central_boxes,
+                                      estimate_jpeg_quality, fit_poisson_gaussian, flat_patch_noise, lab_pixels,
+                                      lane_mask, luminance, observed_airlight, road_luminance, row_distance_m, slope_of)
 from sim2real.formats.images import encode_jpeg_roundtrip
 from sim2real.metrics.sharpness import box_sharpness
 from sim2real.metrics.spectrum import noise_sigma
@@ -502,8 +502,8 @@ def fit_colour(sim: list[SimFrame], real: Stats, params: dict, s: Settings) -> S
                                                    "tone_gamma": 1.0, "wb_temperature_k": None, "contrast": 1.0})
 
     # the lane ahead among the sampled pixels: one material in every frame of both worlds
-    road = np.concatenate([lane_mask(f.image.shape[:2], f.row_distance_m(), f.intrinsics[0], f.intrinsics[2],
-                                     f.vehicles())[::s.lab_stride, ::s.lab_stride].reshape(-1) for f in sim])
+    road = np.concatenate([lane_mask(f.image.shape[:2], r, fx, cx, m)[::s.lab_stride, ::s.lab_stride].reshape(-1)
+                           for f, r, (fx, cx), m in zip(sim, *sim_rows(sim))])
     if real.road_lab is None or not len(real.road_lab) or not road.any():
         road = None
 

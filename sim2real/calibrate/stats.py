@@ -63,6 +63,7 @@ import numpy as np
 
 from sim2real.metrics.sharpness import box_sharpness, luminance
 from sim2real.metrics.spectrum import radial_power_spectrum, spectrum_slope
+from sim2real.physics.haze import estimate_airlight
 
 
 # ----------------------------------------------------------------------------- distances and binning
@@ -331,7 +332,6 @@ def observed_airlight(images) -> np.ndarray:
     """The airlight as the images show it (after their camera), (3,) float64 RGB: the median over
     images of the dark-channel estimate (He et al. 2009, :func:`sim2real.physics.haze.estimate_airlight`
     without depth, colour kept). The same estimator on every image set, so sets compare."""
-    from sim2real.physics.haze import estimate_airlight
     return np.median(np.stack([estimate_airlight(img, None, neutral=False) for img in images]), axis=0).astype(np.float64)
 
 
